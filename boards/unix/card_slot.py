@@ -1,0 +1,77 @@
+"""The unix board's card slot: a TCP listener standing in for the card
+interface chip (security profile, last section).
+
+A connection is a card being inserted (the detect switch closes and the card
+sends its ATR at once); the connection closing is the card being pulled, at
+whatever byte. Any card simulator following the profile plugs in here. One
+card at a time: a second connection while a card is in is closed at once.
+"""
+import asyncio
+
+from card_reader import CardReader, CardRemoved
+
+
+def parse_spec(spec):
+    """'tcp:HOST:PORT' -> (host, port); ValueError otherwise."""
+    parts = spec.split(":")
+    if len(parts) != 3 or parts[0] != "tcp" or not parts[2].isdigit():
+        raise ValueError("card slot wants tcp:HOST:PORT, got %r" % spec)
+    port = int(parts[2])
+    if not 0 < port < 65536:
+        raise ValueError("port %d" % port)
+    return parts[1] or "0.0.0.0", port
+
+
+class _Detect:
+    """The detect switch: closed while the connection is up."""
+
+    def __init__(self):
+        self.closed = True
+
+    def value(self):
+        return 1 if self.closed else 0
+
+
+class CardSlot:
+    """Calls `await on_card(reader)` for each inserted card, with a
+    CardReader ready for power_up(). Whatever on_card raises ends that card's
+    session (logged through `log`), never the slot."""
+
+    def __init__(self, host, port, on_card, baud=9600, log=print):
+        self.host = host
+        self.port = port
+        self._on_card = on_card
+        self._baud = baud
+        self._log = log
+        self._server = None
+        self.busy = False
+
+    async def start(self):
+        self._server = await asyncio.start_server(self._conn, self.host, self.port)
+        return self
+
+    def close(self):
+        if self._server:
+            self._server.close()
+
+    async def _conn(self, r, w):
+        if self.busy:
+            w.close()
+            return
+        self.busy = True
+        detect = _Detect()
+        try:
+            await self._on_card(CardReader(r, w, detect=detect, baud=self._baud))
+        except CardRemoved:
+            self._log("card: removed")
+        except Exception as e:  # noqa: BLE001 - a bad card must not stop the slot
+            self._log("card: error %s %s" % (type(e).__name__, e))
+        finally:
+            detect.closed = False
+            try:
+                w.close()
+                await w.wait_closed()
+            except (OSError, AttributeError):
+                pass
+            self.busy = False
+

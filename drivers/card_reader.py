@@ -1,0 +1,261 @@
+"""ISO 7816-3 T=0 card reader over an asyncio byte stream.
+
+Board wiring: the UART runs half-duplex through a card interface chip, with
+a card-detect switch and a reset line. The board hands us an asyncio stream
+(StreamReader over the UART, or a TCP connection on the unix board), the
+detect pin and the reset pin. Every wait is bounded: in slices of _SLICE_MS
+so an opened detect switch is seen at once, and by the work waiting time in
+total, so a mute card never hangs the terminal.
+"""
+import asyncio
+
+from micropython import const
+
+_SLICE_MS = const(20)
+_MAX_NULLS = const(200)  # NULL bytes tolerated per APDU before calling it mute
+_MAX_ATR = const(33)
+_INS_GET_RESPONSE = const(0xC0)
+
+
+class CardRemoved(Exception):
+    """The card left the slot (detect switch open or stream ended)."""
+
+
+class CardMute(Exception):
+    """No byte within the work waiting time."""
+
+
+class BadAtr(Exception):
+    """The answer to reset breaks ISO 7816-3."""
+
+
+class ProtocolError(Exception):
+    """A procedure byte T=0 does not allow."""
+
+
+async def _wait_ms(coro, ms):
+    w = getattr(asyncio, "wait_for_ms", None)
+    if w:
+        return await w(coro, ms)
+    return await asyncio.wait_for(coro, ms / 1000)
+
+
+class Atr:
+    """Parsed answer to reset: raw bytes, protocols offered, historical bytes,
+    TA1 (Fi/Di) and WI (TC2, default 10)."""
+
+    def __init__(self, raw):
+        self.raw = bytes(raw)
+        self.protocols = []
+        self.ta1 = None
+        self.wi = 10
+        self.historical = b""
+
+
+def parse_atr(raw):
+    """Check and parse a complete ATR. Raises BadAtr."""
+    n = len(raw)
+    if n < 2 or raw[0] not in (0x3B, 0x3F):
+        raise BadAtr("TS %s" % ("missing" if not n else "%02x" % raw[0]))
+    atr = Atr(raw)
+    i, y, level, tck = 2, raw[1] >> 4, 1, False
+    k = raw[1] & 15
+    while True:
+        for bit in range(4):
+            if y & (1 << bit):
+                if i >= n:
+                    raise BadAtr("truncated interface bytes")
+                if level == 1 and bit == 0:
+                    atr.ta1 = raw[i]
+                if level == 2 and bit == 2:
+                    atr.wi = raw[i] or 10
+                if bit == 3:
+                    td = raw[i]
+                i += 1
+        if not y & 8:
+            break
+        atr.protocols.append(td & 15)
+        if td & 15:
+            tck = True
+        y = td >> 4
+        level += 1
+    if not atr.protocols:
+        atr.protocols.append(0)
+    if i + k + tck != n:
+        raise BadAtr("length %d, expected %d" % (n, i + k + tck))
+    atr.historical = bytes(raw[i:i + k])
+    if tck:
+        x = 0
+        for b in raw[1:]:
+            x ^= b
+        if x:
+            raise BadAtr("TCK")
+    return atr
+
+
+class CardReader:
+    """T=0 over `reader`/`writer` (asyncio streams). `detect` is a pin (or
+    anything with value()) reading 1 while a card is in; `reset` a pin (value(v))
+    or None. `echo` drops our own transmitted bytes where the half-duplex line
+    loops them back. `baud` sets the etu, hence the work waiting time."""
+
+    def __init__(self, reader, writer, detect=None, reset=None, echo=False, baud=9600):
+        self._r = reader
+        self._w = writer
+        self._detect = detect
+        self._reset = reset
+        self._echo = echo
+        self._baud = baud
+        self.atr = None
+        self.wwt_ms = 960 * 10 * 1000 // baud + 1
+        self.apdus = 0  # command headers sent, for the figures
+        self.bytes_on_wire = 0
+
+    def present(self):
+        return self._detect is None or bool(self._detect.value())
+
+    async def _byte(self, ms):
+        """One byte within `ms`, watching the detect switch."""
+        left = ms
+        while True:
+            if not self.present():
+                raise CardRemoved()
+            try:
+                b = await _wait_ms(self._r.read(1), min(left, _SLICE_MS))
+            except asyncio.TimeoutError:
+                left -= _SLICE_MS
+                if left <= 0:
+                    raise CardMute()
+                continue
+            except (OSError, EOFError):
+                raise CardRemoved()
+            if not b:
+                raise CardRemoved()
+            self.bytes_on_wire += 1
+            return b[0]
+
+    async def _read(self, n):
+        out = bytearray(n)
+        for i in range(n):
+            out[i] = await self._byte(self.wwt_ms)
+        return out
+
+    async def _send(self, data):
+        if not self.present():
+            raise CardRemoved()
+        try:
+            self._w.write(data)
+            await self._w.drain()
+        except (OSError, EOFError):
+            raise CardRemoved()
+        self.bytes_on_wire += len(data)
+        if self._echo:
+            for _ in range(len(data)):
+                await self._byte(self.wwt_ms)
+            self.bytes_on_wire -= len(data)
+
+    async def wait_removed(self, poll_ms=200):
+        """Idle until the card leaves (detect opens or the stream ends)."""
+        while self.present():
+            try:
+                b = await _wait_ms(self._r.read(16), poll_ms)
+            except asyncio.TimeoutError:
+                continue
+            except (OSError, EOFError):
+                return
+            if not b:
+                return
+
+    async def power_up(self):
+        """Cold reset and ATR. Returns the parsed Atr; raises BadAtr,
+        CardMute or CardRemoved."""
+        if self._reset is not None:
+            self._reset.value(0)
+            await asyncio.sleep(0.001)  # >= 400 clocks at any card clock
+            self._reset.value(1)
+        raw = bytearray()
+        raw.append(await self._byte(self.wwt_ms))
+        if raw[0] not in (0x3B, 0x3F):
+            raise BadAtr("TS %02x" % raw[0])
+        raw.append(await self._byte(self.wwt_ms))
+        # Read the interface bytes as T0/TDi announce them, then history + TCK.
+        y, k, tck = raw[1] >> 4, raw[1] & 15, False
+        while y:
+            td = None
+            for bit in range(4):
+                if y & (1 << bit):
+                    raw.append(await self._byte(self.wwt_ms))
+                    if bit == 3:
+                        td = raw[-1]
+            if td is None:
+                break
+            if td & 15:
+                tck = True
+            y = td >> 4
+            if len(raw) > _MAX_ATR:
+                raise BadAtr("too long")
+        raw.extend(await self._read(k + tck))
+        self.atr = parse_atr(raw)
+        if 0 not in self.atr.protocols:
+            raise BadAtr("no T=0")
+        self.wwt_ms = 960 * self.atr.wi * 1000 // self._baud + 1
+        return self.atr
+
+    async def transmit(self, apdu):
+        """Send a short APDU (case 1-4, bytes) and return (data, sw) with
+        61xx answered by GET RESPONSE and 6Cxx by a resend with that Le."""
+        n = len(apdu)
+        if n < 4 or n == 5 + 256:
+            raise ValueError("APDU length")
+        hdr = bytearray(apdu[0:5]) if n >= 5 else bytearray(apdu) + b"\x00"
+        data = apdu[5:] if n > 5 else b""
+        if data and hdr[4] != len(data):
+            if hdr[4] + 6 == n:  # case 4: drop Le, T=0 fetches with GET RESPONSE
+                data = data[:-1]
+            else:
+                raise ValueError("Lc does not match")
+        out = bytearray()
+        while True:
+            body, sw = await self._exchange(hdr, data)
+            out.extend(body)
+            if sw >> 8 == 0x61:
+                hdr = bytearray((hdr[0], _INS_GET_RESPONSE, 0, 0, sw & 0xFF))
+                data = b""
+            elif sw >> 8 == 0x6C and not data:
+                hdr[4] = sw & 0xFF
+            else:
+                return bytes(out), sw
+
+    async def _exchange(self, hdr, data):
+        """One T=0 command: header, procedure bytes, data one way, SW1 SW2."""
+        self.apdus += 1
+        await self._send(hdr)
+        ins = hdr[1]
+        want = 0 if data else (hdr[4] or 256)
+        sent = 0
+        body = bytearray()
+        nulls = 0
+        while True:
+            pb = await self._byte(self.wwt_ms)
+            if pb == 0x60:
+                nulls += 1
+                if nulls > _MAX_NULLS:
+                    raise CardMute()
+                continue
+            if pb == ins or pb == ins ^ 0xFF:
+                one = pb != ins
+                if data:
+                    if sent >= len(data):
+                        raise ProtocolError("ack with no data left")
+                    end = sent + 1 if one else len(data)
+                    await self._send(data[sent:end])
+                    sent = end
+                else:
+                    if len(body) >= want:
+                        raise ProtocolError("ack with no data expected")
+                    body.extend(await self._read(1 if one else want - len(body)))
+                continue
+            if pb & 0xF0 in (0x60, 0x90):
+                sw2 = await self._byte(self.wwt_ms)
+                return body, pb << 8 | sw2
+            raise ProtocolError("procedure byte %02x" % pb)
