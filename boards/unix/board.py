@@ -1,0 +1,12 @@
+"""The unix board's "pin map": where each driver gets its bus.
+
+A real board's board.py builds the same drivers on machine.UART and
+machine.Pin; the firmware only ever asks this module.
+"""
+from rs485 import RS485
+from uart import UART, Pin
+
+
+def rs485_bus(spec, baudrate=2400):
+    """The meter bus: spec is tcp:HOST:PORT or a PTY/serial device path."""
+    return RS485(UART(spec, baudrate), de=Pin(), baudrate=baudrate)

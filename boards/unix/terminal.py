@@ -1,0 +1,126 @@
+"""The whole terminal on the unix board, under the MicroPython unix port.
+
+  micropython boards/unix/terminal.py --bus tcp:HOST:PORT | --bus /dev/pts/N
+      --meters FILE [--once] [--baud 2400] [--interval S]
+
+--meters is JSON: a list of objects with at least "address" (12 digits).
+--once polls every meter once, prints the screen and exits 0.
+"""
+import sys
+
+_HERE = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
+for _sub in ("/../../firmware", "/../../drivers"):
+    if _HERE + _sub not in sys.path:
+        sys.path.append(_HERE + _sub)
+
+import asyncio
+import json
+import time
+
+import board
+import meter_items
+from meter import MeterClient
+
+USAGE = __doc__
+
+
+class UsageError(Exception):
+    pass
+
+
+def parse_args(argv):
+    opts = {"bus": None, "meters": None, "once": False, "baud": 2400, "interval": 5}
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("-h", "--help"):
+            raise UsageError("")
+        if a == "--once":
+            opts["once"] = True
+        elif a in ("--bus", "--meters", "--baud", "--interval"):
+            if i + 1 >= len(argv):
+                raise UsageError(a + " needs a value")
+            i += 1
+            opts[a[2:]] = argv[i]
+        else:
+            raise UsageError("unknown option " + a)
+        i += 1
+    if not opts["bus"] or not opts["meters"]:
+        raise UsageError("--bus and --meters are required")
+    try:
+        opts["baud"] = int(opts["baud"])
+        opts["interval"] = int(opts["interval"])
+    except ValueError:
+        raise UsageError("--baud and --interval take whole numbers")
+    return opts
+
+
+def load_meters(path):
+    """The meters this terminal manages, from the configuration file."""
+    with open(path) as f:
+        meters = json.load(f)
+    out = []
+    for m in meters:
+        a = m.get("address") if isinstance(m, dict) else None
+        if not isinstance(a, str) or len(a) != 12 or not a.isdigit():
+            raise UsageError("meter address must be 12 digits: %r" % (a,))
+        out.append(a)
+    return out
+
+
+async def poll(client, addresses):
+    """One pass over the bus: (address, status dict or error text)."""
+    rows = []
+    for a in addresses:
+        try:
+            rows.append((a, await client.status(a)))
+        except Exception as e:  # one meter's trouble must not stop the poll
+            rows.append((a, "%s: %s" % (type(e).__name__, e)))
+    return rows
+
+
+def screen(rows):
+    lines = ["meter         balance/yuan  count  relay"]
+    for a, st in rows:
+        if isinstance(st, dict):
+            lines.append("%s  %12s  %5d  %s%s" % (
+                a, meter_items.hundredths(st["balance"]), st["count"],
+                "OPEN" if st["relay_open"] else "closed",
+                "" if st["opened"] else "  (not opened)"))
+        else:
+            lines.append("%s  %s" % (a, st))
+    return "\n".join(lines)
+
+
+async def run(opts):
+    addresses = load_meters(opts["meters"])
+    client = MeterClient(board.rs485_bus(opts["bus"], opts["baud"]))
+    while True:
+        rows = await poll(client, addresses)
+        if opts["once"]:
+            print(screen(rows))
+            return
+        t = time.localtime()
+        print("\x1b[2J\x1b[H%04d-%02d-%02d %02d:%02d:%02d\n%s" % (t[0:6] + (screen(rows),)))
+        await asyncio.sleep(opts["interval"])
+
+
+def main(argv):
+    try:
+        opts = parse_args(argv)
+        asyncio.run(run(opts))
+    except UsageError as e:
+        if str(e):
+            print("terminal: %s" % e)
+        print(USAGE)
+        return 2
+    except OSError as e:
+        print("terminal: cannot open the bus: %s" % e)
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
