@@ -178,9 +178,11 @@ class T0Sim:
                 raise RuntimeError("card thread did not stop")
 
 
-def serve_vpcd(card, host="127.0.0.1", port=VPCD_PORT, stop=None, connect_timeout=10.0):
+def serve_vpcd(card, host="127.0.0.1", port=VPCD_PORT, stop=None, connect_timeout=10.0,
+               ready=None):
     """The card in pcscd's vpcd reader until `stop` (threading.Event) is set
-    or vpcd goes away. Returns the number of APDUs served."""
+    or vpcd goes away; `ready` (an Event) is set once pcscd has read the ATR.
+    Returns the number of APDUs served."""
     deadline = time.monotonic() + connect_timeout
     while True:
         try:
@@ -214,6 +216,8 @@ def serve_vpcd(card, host="127.0.0.1", port=VPCD_PORT, stop=None, connect_timeou
             if size == 1:
                 if msg[0] == 4:
                     out = card.atr
+                    if ready is not None:
+                        ready.set()
                 elif msg[0] in (1, 2):
                     card.power_up()
                     continue
