@@ -1,0 +1,206 @@
+"""The terminal's key store: master keys, transport key, terminal id and
+per-meter key overrides, in a file of its own (e.g. /keys/keystore.bin),
+apart from application data.
+
+File layout (version 1), all fields in this order:
+
+    magic "TKS" 3 | version 1 | terminal id 6 (BCD, low byte first, as sent)
+    | MK_M 16 | MK_C 16 | K_t (transport) 16 | n 2 (little-endian)
+    | n x meter override 26 | SHA-256 of everything before it 32
+
+The SHA-256 catches corruption (a torn write, a flash fault): any changed,
+missing or extra byte makes load() raise KeyStoreError. It is not a secret
+check; protecting the file is the board's job (read-out protection).
+There is never a fallback to a default key: no file, no keys, no credit.
+
+Meter override (a meter from another key batch, whose K_m is not
+KDF(MK_M, F)); this is also the import format the technician's tool
+produces, and K_m stays sealed inside it even at rest:
+
+    address 6 (BCD, low byte first) | E 16 | M 4
+    E = SM4(K_enc, K_m)                       one ECB block
+    M = MAC(K_mac, address | E)               the profile's CBC-MAC
+    K_enc = KDF(K_t, "KMENC\\0\\0\\0"), K_mac = KDF(K_t, "KMMAC\\0\\0\\0")
+
+(two keys derived from K_t so one key never both encrypts and MACs). An
+override with a wrong MAC is refused on import and on load.
+
+The operator code in DL/T 645 control-03 frames is terminal_id[0:4], the
+terminal id's low four bytes as they are sent (see operator_code).
+"""
+import hashlib
+import os
+
+from micropython import const
+
+import bcd
+import sm4
+
+_MAGIC = b"TKS"
+_VERSION = const(1)
+_HEAD = const(60)  # magic .. n
+_ENTRY = const(26)
+_MAX_OVERRIDES = const(1000)
+_D_ENC = b"KMENC\x00\x00\x00"
+_D_MAC = b"KMMAC\x00\x00\x00"
+
+
+class KeyStoreError(Exception):
+    """The key store cannot be used; the message says what to do."""
+
+
+def _key(k, what):
+    if not isinstance(k, (bytes, bytearray)) or len(k) != 16:
+        raise KeyStoreError(what + " must be 16 bytes")
+    k = bytes(k)
+    if k == bytes(16) or k == b"\xff" * 16:
+        raise KeyStoreError(what + " is blank (all 00 or FF): provision real keys")
+    return k
+
+
+def _address(addr):
+    """'000000000001' or its 6 wire bytes -> 6 wire bytes (BCD, low byte first)."""
+    try:
+        if isinstance(addr, str):
+            return bcd.from_digits(addr)
+        if isinstance(addr, (bytes, bytearray)) and len(addr) == 6:
+            bcd.to_digits(addr)
+            return bytes(addr)
+    except ValueError:
+        pass
+    raise KeyStoreError("meter address must be 12 decimal digits: %r" % (addr,))
+
+
+def _transport_keys(k_t):
+    return sm4.kdf(k_t, _D_ENC), sm4.kdf(k_t, _D_MAC)
+
+
+def seal_meter_key(k_t, address, k_m):
+    """Build the 26-byte import record for one meter key (technician's tool side)."""
+    k_t = _key(k_t, "transport key")
+    k_m = _key(k_m, "meter key")
+    a = _address(address)
+    k_enc, k_mac = _transport_keys(k_t)
+    e = sm4.encrypt(k_enc, k_m)
+    return a + e + sm4.mac(k_mac, a + e)
+
+
+class KeyStore:
+    def __init__(self, terminal_id, mk_m, mk_c, k_t):
+        """terminal_id: 12 digits (str) or 6 wire bytes."""
+        try:
+            self.terminal_id = _address(terminal_id)
+        except KeyStoreError:
+            raise KeyStoreError("terminal id must be 12 decimal digits")
+        self._mk_m = _key(mk_m, "meter master key MK_M")
+        self._mk_c = _key(mk_c, "card master key MK_C")
+        self._k_t = _key(k_t, "transport key")
+        self._overrides = {}  # wire address -> sealed 26-byte record
+
+    def __repr__(self):  # never the keys
+        return "<KeyStore terminal %s, %d meter overrides>" % (
+            bcd.to_digits(self.terminal_id), len(self._overrides))
+
+    @property
+    def operator_code(self):
+        return self.terminal_id[0:4]
+
+    # --- keys the flows need -------------------------------------------
+    def meter_key(self, address):
+        """K_m for a meter: its imported key, else KDF(MK_M, address || 00 00)."""
+        a = _address(address)
+        rec = self._overrides.get(a)
+        if rec is None:
+            return sm4.kdf(self._mk_m, a + b"\x00\x00")
+        k_enc, _ = _transport_keys(self._k_t)
+        return sm4.Cipher(k_enc).decrypt(rec[6:22])
+
+    def card_key(self, serial8):
+        """K_c = KDF(MK_C, card serial)."""
+        if not isinstance(serial8, (bytes, bytearray)) or len(serial8) != 8:
+            raise KeyStoreError("card serial must be 8 bytes")
+        return sm4.kdf(self._mk_c, serial8)
+
+    # --- per-meter overrides -------------------------------------------
+    def _verify(self, rec):
+        k_enc, k_mac = _transport_keys(self._k_t)
+        if sm4.mac(k_mac, rec[0:22]) != rec[22:26]:
+            raise KeyStoreError(
+                "meter key record for %s fails its MAC: not sealed with this "
+                "terminal's transport key, or damaged; re-export it" % bcd.to_digits(rec[0:6]))
+
+    def import_meter_key(self, record):
+        """Register a sealed meter key (26 bytes, see module doc); returns the address digits."""
+        if not isinstance(record, (bytes, bytearray)) or len(record) != _ENTRY:
+            raise KeyStoreError("meter key record must be %d bytes" % _ENTRY)
+        record = bytes(record)
+        a = _address(record[0:6])
+        self._verify(record)
+        if a not in self._overrides and len(self._overrides) >= _MAX_OVERRIDES:
+            raise KeyStoreError("too many meter key overrides")
+        self._overrides[a] = record
+        return bcd.to_digits(a)
+
+    def remove_meter_key(self, address):
+        """Back to the derived key (meter re-registered); True if one was removed."""
+        return self._overrides.pop(_address(address), None) is not None
+
+    def overrides(self):
+        return sorted(bcd.to_digits(a) for a in self._overrides)
+
+    # --- file ----------------------------------------------------------
+    def to_bytes(self):
+        body = bytearray(_MAGIC)
+        body.append(_VERSION)
+        body += self.terminal_id + self._mk_m + self._mk_c + self._k_t
+        body += len(self._overrides).to_bytes(2, "little")
+        for a in sorted(self._overrides):
+            body += self._overrides[a]
+        return bytes(body) + hashlib.sha256(body).digest()
+
+    def save(self, path):
+        """Write atomically: a temporary file, then rename over the old one."""
+        data = self.to_bytes()
+        tmp = path + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+        try:
+            os.rename(tmp, path)
+        except OSError:
+            # FAT cannot rename over an existing file; the .tmp copy stays
+            # complete until the rename is done.
+            os.remove(path)
+            os.rename(tmp, path)
+
+    @classmethod
+    def from_bytes(cls, data, where="key store"):
+        n = len(data)
+        if n < 3 or data[0:3] != _MAGIC:
+            raise KeyStoreError(where + " is not a key store (wrong magic): re-provision it")
+        if n < 4 or data[3] != _VERSION:
+            raise KeyStoreError(where + " has an unsupported version: update the firmware or re-provision")
+        if n < _HEAD + 32:
+            raise KeyStoreError(where + " is truncated (%d bytes): re-provision it" % n)
+        count = int.from_bytes(data[58:60], "little")
+        end = _HEAD + count * _ENTRY
+        if n != end + 32:
+            raise KeyStoreError(where + " has the wrong length (%d bytes, header says %d): "
+                                "truncated or damaged, re-provision it" % (n, end + 32))
+        if hashlib.sha256(data[0:end]).digest() != data[end:]:
+            raise KeyStoreError(where + " is corrupted (checksum mismatch): re-provision it")
+        ks = cls(data[4:10], data[10:26], data[26:42], data[42:58])
+        for off in range(_HEAD, end, _ENTRY):
+            ks.import_meter_key(data[off:off + _ENTRY])
+        return ks
+
+    @classmethod
+    def load(cls, path):
+        try:
+            with open(path, "rb") as f:
+                data = f.read()
+        except OSError:
+            raise KeyStoreError(
+                "key store %s missing or unreadable: provision the terminal "
+                "(tools/make_keystore.py)" % path)
+        return cls.from_bytes(data, "key store " + path)

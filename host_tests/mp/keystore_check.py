@@ -1,0 +1,39 @@
+# Under MicroPython: load key stores written by CPython, save one back.
+# argv: dir bad_record_hex good_record_hex. dir holds good.bin and the
+# damaged copies flip, trunc, magic, empty; missing.bin must not exist; the
+# store is saved back as mp.bin. (One directory, not a list of paths: the
+# unix port dies with "uncaught NLR" on an argv entry of 256+ characters.)
+import json
+import sys
+
+import keystore
+
+d, bad_rec, good_rec = sys.argv[1:4]
+good = d + "/good.bin"
+out = d + "/mp.bin"
+missing = d + "/missing.bin"
+bads = ",".join(d + "/" + n for n in ("flip", "trunc", "magic", "empty"))
+r = {}
+ks = keystore.KeyStore.load(good)
+r["km1"] = ks.meter_key("000000000001").hex()
+r["kc"] = ks.card_key(bytes.fromhex("8800000000000001")).hex()
+r["op"] = ks.operator_code.hex()
+r["repr"] = repr(ks)
+errs = []
+for p in bads.split(",") + [missing]:
+    try:
+        keystore.KeyStore.load(p)
+        errs.append("loaded")
+    except keystore.KeyStoreError as e:
+        errs.append(str(e))
+r["errors"] = errs
+try:
+    ks.import_meter_key(bytes.fromhex(bad_rec))
+    r["bad_import"] = "accepted"
+except keystore.KeyStoreError as e:
+    r["bad_import"] = str(e)
+r["imported"] = ks.import_meter_key(bytes.fromhex(good_rec))
+r["km2"] = ks.meter_key("000000000002").hex()
+ks.save(out)
+ks.save(out)  # over an existing file
+print(json.dumps(r))

@@ -1,0 +1,248 @@
+"""The key store: round trip, every corruption refused with KeyStoreError
+(never a default key), sealed meter-key import, the provisioning tool, and
+the same file read and written under MicroPython."""
+import os
+import subprocess
+import sys
+
+import pytest
+
+import bcd
+import keystore
+import sm4
+from keystore import KeyStore, KeyStoreError
+from mp_runner import ROOT, run_mp_json
+
+H = bytes.fromhex
+MK_M = H("0123456789abcdeffedcba9876543210")
+MK_C = H("fedcba98765432100123456789abcdef")
+K_T = H("00112233445566778899aabbccddeeff")
+K_M_VECTOR = "26bb77cac267c4de9a287954aea3abfb"
+K_C_VECTOR = "abda29639f7c41bb08b19986a484c1a8"
+OTHER_KM = H("5a" * 16)
+TOOL = os.path.join(ROOT, "tools", "make_keystore.py")
+
+
+def dev_store():
+    return KeyStore("000000000099", MK_M, MK_C, K_T)
+
+
+def test_round_trip(tmp_path):
+    ks = dev_store()
+    ks.import_meter_key(keystore.seal_meter_key(K_T, "000000000002", OTHER_KM))
+    p = str(tmp_path / "keys.bin")
+    ks.save(p)
+    assert os.listdir(tmp_path) == ["keys.bin"]  # no .tmp left behind
+    back = KeyStore.load(p)
+    assert back.terminal_id == H("990000000000")
+    assert back.operator_code == H("99000000")
+    assert back.meter_key("000000000001").hex() == K_M_VECTOR
+    assert back.meter_key(H("010000000000")).hex() == K_M_VECTOR
+    assert back.meter_key("000000000002") == OTHER_KM
+    assert back.card_key(H("8800000000000001")).hex() == K_C_VECTOR
+    assert back.overrides() == ["000000000002"]
+    assert back.to_bytes() == ks.to_bytes()
+
+
+def test_save_replaces_atomically(tmp_path):
+    p = str(tmp_path / "keys.bin")
+    dev_store().save(p)
+    ks = KeyStore("000000000100", MK_M, MK_C, K_T)
+    ks.save(p)
+    assert KeyStore.load(p).terminal_id == bcd.from_digits("000000000100")
+    assert sorted(os.listdir(tmp_path)) == ["keys.bin"]
+
+
+def test_override_removed_falls_back_to_derived_key():
+    ks = dev_store()
+    ks.import_meter_key(keystore.seal_meter_key(K_T, "000000000001", OTHER_KM))
+    assert ks.meter_key("000000000001") == OTHER_KM
+    assert ks.remove_meter_key("000000000001") is True
+    assert ks.meter_key("000000000001").hex() == K_M_VECTOR
+    assert ks.remove_meter_key("000000000001") is False
+
+
+def test_repr_never_shows_keys():
+    ks = dev_store()
+    text = repr(ks)
+    for k in (MK_M, MK_C, K_T):
+        assert k.hex() not in text.lower()
+    assert "000000000099" in text
+
+
+def _file(tmp_path, overrides=1):
+    ks = dev_store()
+    for i in range(overrides):
+        ks.import_meter_key(keystore.seal_meter_key(K_T, "%012d" % (i + 2), OTHER_KM))
+    return ks.to_bytes()
+
+
+def test_every_flipped_bit_is_refused(tmp_path):
+    data = _file(tmp_path, overrides=2)
+    for i in range(len(data)):
+        for bit in (0x01, 0x80):
+            bad = bytearray(data)
+            bad[i] ^= bit
+            with pytest.raises(KeyStoreError):
+                KeyStore.from_bytes(bytes(bad))
+
+
+def test_every_truncation_and_extension_is_refused(tmp_path):
+    data = _file(tmp_path)
+    for n in range(len(data)):
+        with pytest.raises(KeyStoreError):
+            KeyStore.from_bytes(data[:n])
+    with pytest.raises(KeyStoreError, match="wrong length"):
+        KeyStore.from_bytes(data + b"\0")
+
+
+def test_messages_say_what_to_do(tmp_path):
+    data = _file(tmp_path)
+    with pytest.raises(KeyStoreError, match="missing.*provision"):
+        KeyStore.load(str(tmp_path / "nope.bin"))
+    with pytest.raises(KeyStoreError, match="wrong magic"):
+        KeyStore.from_bytes(b"XKS" + data[3:])
+    with pytest.raises(KeyStoreError, match="wrong magic"):
+        KeyStore.from_bytes(b"")
+    with pytest.raises(KeyStoreError, match="version"):
+        KeyStore.from_bytes(data[:3] + b"\x02" + data[4:])
+    with pytest.raises(KeyStoreError, match="truncated"):
+        KeyStore.from_bytes(data[:70])
+    bad = bytearray(data)
+    bad[20] ^= 1
+    with pytest.raises(KeyStoreError, match="corrupted"):
+        KeyStore.from_bytes(bytes(bad))
+
+
+def _rehash(body):
+    import hashlib
+    return body + hashlib.sha256(body).digest()
+
+
+def test_override_with_bad_mac_in_a_well_formed_file_is_refused():
+    data = _file(None)
+    body = bytearray(data[:-32])
+    body[60 + 10] ^= 1  # inside the sealed K_m, checksum recomputed
+    with pytest.raises(KeyStoreError, match="fails its MAC"):
+        KeyStore.from_bytes(_rehash(bytes(body)))
+
+
+def test_blank_keys_are_refused_even_with_a_good_checksum():
+    data = _file(None, overrides=0)
+    body = data[:10] + bytes(16) + data[26:-32]
+    with pytest.raises(KeyStoreError, match="blank"):
+        KeyStore.from_bytes(_rehash(body))
+    with pytest.raises(KeyStoreError, match="blank"):
+        KeyStore("000000000099", b"\xff" * 16, MK_C, K_T)
+
+
+@pytest.mark.parametrize("tid", ["00000000009", "0000000000AB", b"\x99\0\0\0\0", 99])
+def test_bad_terminal_id(tid):
+    with pytest.raises(KeyStoreError, match="terminal id"):
+        KeyStore(tid, MK_M, MK_C, K_T)
+
+
+def test_import_refuses_bad_records():
+    ks = dev_store()
+    good = keystore.seal_meter_key(K_T, "000000000002", OTHER_KM)
+    wrong_transport = keystore.seal_meter_key(H("77" * 16), "000000000002", OTHER_KM)
+    with pytest.raises(KeyStoreError, match="fails its MAC"):
+        ks.import_meter_key(wrong_transport)
+    for i in range(len(good)):
+        bad = bytearray(good)
+        bad[i] ^= 0x10
+        with pytest.raises(KeyStoreError):
+            ks.import_meter_key(bytes(bad))
+    with pytest.raises(KeyStoreError, match="26 bytes"):
+        ks.import_meter_key(good[:-1])
+    # a record moved to another address fails its MAC
+    moved = bcd.from_digits("000000000003") + good[6:]
+    with pytest.raises(KeyStoreError, match="fails its MAC"):
+        ks.import_meter_key(moved)
+    assert ks.overrides() == []
+    assert ks.meter_key("000000000002") == sm4.kdf(MK_M, bcd.from_digits("000000000002") + b"\0\0")
+
+
+def test_sealed_record_does_not_contain_the_key():
+    rec = keystore.seal_meter_key(K_T, "000000000002", OTHER_KM)
+    assert OTHER_KM not in rec and len(rec) == 26
+
+
+@pytest.mark.parametrize("call", [
+    lambda ks: ks.meter_key("12345"),
+    lambda ks: ks.meter_key("00000000000A"),
+    lambda ks: ks.meter_key(b"\x0a\0\0\0\0\0"),
+    lambda ks: ks.card_key(b"\0" * 7),
+])
+def test_bad_lookups(call):
+    with pytest.raises(KeyStoreError):
+        call(dev_store())
+
+
+def _tool(*args):
+    return subprocess.run([sys.executable, TOOL] + list(args), capture_output=True, text=True)
+
+
+def test_tool_dev_store_seal_import_show(tmp_path):
+    p = str(tmp_path / "keys" / "keystore.bin")
+    r = _tool("create", p, "--dev", "--transport", K_T.hex())
+    assert r.returncode == 0, r.stderr
+    ks = KeyStore.load(p)
+    assert ks.meter_key("000000000001").hex() == K_M_VECTOR
+    assert ks.card_key(H("8800000000000001")).hex() == K_C_VECTOR
+    r = _tool("seal", "--transport", K_T.hex(), "--address", "000000000007", "--km", OTHER_KM.hex())
+    assert r.returncode == 0, r.stderr
+    rec = r.stdout.strip()
+    assert OTHER_KM.hex() not in rec
+    assert _tool("import", p, rec).returncode == 0
+    assert KeyStore.load(p).meter_key("000000000007") == OTHER_KM
+    r = _tool("show", p)
+    assert "000000000007" in r.stdout
+    out = r.stdout.lower() + _tool("create", str(tmp_path / "k2.bin"), "--dev").stdout.lower()
+    for k in (MK_M, MK_C, K_T):
+        assert k.hex() not in out
+
+
+def test_tool_random_keys_and_errors(tmp_path):
+    a, b = str(tmp_path / "a.bin"), str(tmp_path / "b.bin")
+    assert _tool("create", a).returncode == 0
+    assert _tool("create", b).returncode == 0
+    ka, kb = KeyStore.load(a), KeyStore.load(b)
+    assert ka.meter_key("000000000001") != kb.meter_key("000000000001")
+    assert ka.meter_key("000000000001").hex() != K_M_VECTOR
+    r = _tool("create", a, "--mk-m", "00" * 15)
+    assert r.returncode != 0 and "16 bytes" in r.stderr
+    r = _tool("import", a, keystore.seal_meter_key(H("77" * 16), "000000000002", OTHER_KM).hex())
+    assert r.returncode != 0 and "fails its MAC" in r.stderr
+    r = _tool("show", str(tmp_path / "none.bin"))
+    assert r.returncode != 0 and "missing" in r.stderr
+
+
+def test_micropython_reads_and_writes_the_same_format(tmp_path):
+    good = str(tmp_path / "good.bin")
+    dev_store().save(good)
+    data = open(good, "rb").read()
+    bads = []
+    for name, content in (("flip", data[:30] + bytes([data[30] ^ 4]) + data[31:]),
+                          ("trunc", data[:-1]), ("magic", b"ZZZ" + data[3:]), ("empty", b"")):
+        p = tmp_path / name
+        p.write_bytes(content)
+        bads.append(str(p))
+    out = str(tmp_path / "mp.bin")
+    r = run_mp_json("host_tests/mp/keystore_check.py", str(tmp_path),
+                    keystore.seal_meter_key(H("77" * 16), "000000000002", OTHER_KM).hex(),
+                    keystore.seal_meter_key(K_T, "000000000002", OTHER_KM).hex(), heap="64k")
+    assert r["km1"] == K_M_VECTOR and r["kc"] == K_C_VECTOR and r["op"] == "99000000"
+    assert MK_M.hex() not in r["repr"]
+    assert [e.split(":")[0] for e in r["errors"]] == [
+        "key store %s is corrupted (checksum mismatch)" % bads[0],
+        "key store %s is truncated (%d bytes)" % (bads[1], len(data) - 1),
+        "key store %s is not a key store (wrong magic)" % bads[2],
+        "key store %s is not a key store (wrong magic)" % bads[3],
+        "key store %s missing or unreadable" % (tmp_path / "missing.bin"),
+    ]
+    assert "fails its MAC" in r["bad_import"]
+    assert r["imported"] == "000000000002" and r["km2"] == OTHER_KM.hex()
+    back = KeyStore.load(out)
+    assert back.meter_key("000000000002") == OTHER_KM
+    assert sorted(os.listdir(tmp_path)) == sorted(["good.bin", "mp.bin", "flip", "trunc", "magic", "empty"])
