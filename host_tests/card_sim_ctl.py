@@ -1,0 +1,93 @@
+"""Test helpers around the card simulator.
+
+- make_card(...): a card issued the way the sales office would (card_model).
+- run_with_card(card, fn, ...): a CPython terminal-side TCP slot (asyncio
+  server + CardReader), the simulator inserted into it, fn(reader) awaited.
+- SimProcess: tools/card_sim.py as a subprocess with its control socket.
+"""
+import asyncio
+import json
+import os
+import socket
+import subprocess
+import sys
+
+import card_files as cf
+import card_model
+import card_sim
+from card_reader import CardReader
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MK_C = bytes.fromhex("fedcba98765432100123456789abcdef")
+SERIAL = bytes.fromhex("8800000000000001")
+METER = "000000000001"
+CUSTOMER = "112233445566"
+
+
+def make_card(card_type=cf.PURCHASE, amount=10000, count=2, serial=SERIAL, mk=MK_C,
+              meter=METER, customer=CUSTOMER):
+    return card_model.Card.issued(mk, serial, card_type, meter, customer, amount, count)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def run_with_card(card, fn, pull_after=None, timeout=20, **sim_kw):
+    """Insert `card` into a fresh CPython slot and return await fn(reader, sim)."""
+
+    async def main():
+        q = asyncio.Queue()
+
+        async def on_conn(r, w):
+            await q.put((r, w))
+
+        srv = await asyncio.start_server(on_conn, "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        sim = card_sim.T0Sim("127.0.0.1", port, card, **sim_kw)
+        sim.insert(pull_after)
+        r, w = await asyncio.wait_for(q.get(), 5)
+        try:
+            return await asyncio.wait_for(fn(CardReader(r, w), sim), timeout)
+        finally:
+            w.close()
+            srv.close()
+            await asyncio.get_running_loop().run_in_executor(None, sim.wait)
+
+    return asyncio.run(main())
+
+
+class SimProcess:
+    """tools/card_sim.py t0 --control PORT in a subprocess."""
+
+    def __init__(self, slot_port, *args):
+        self.control = free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, os.path.join(ROOT, "tools", "card_sim.py"), "t0",
+             "--connect", "127.0.0.1:%d" % slot_port, "--control", str(self.control)] + list(args),
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        assert line.startswith("control on"), line + self.proc.stderr.read()
+        self._sock = socket.create_connection(("127.0.0.1", self.control), timeout=30)
+        self._f = self._sock.makefile("rw")
+
+    def cmd(self, **req):
+        self._f.write(json.dumps(req) + "\n")
+        self._f.flush()
+        return json.loads(self._f.readline())
+
+    def close(self):
+        try:
+            self.cmd(cmd="quit")
+        except (OSError, ValueError):
+            pass
+        self._sock.close()
+        try:
+            self.proc.wait(5)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
