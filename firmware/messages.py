@@ -1,0 +1,160 @@
+"""Every prompt the terminal shows, in Chinese and English.
+
+MESSAGES[name] = (zh, en); each language is (title, body, next):
+title is one line, body says what happened, next says what the resident (or
+technician) should do now. "\\n" forces a line break; {fields} are filled by
+screens.py (money in fen, numbers as 12-digit strings, see FIELDS there).
+
+tools/build_glyphs.py takes its character set from this file, and
+host_tests/test_glyphs.py fails if a message uses a character the glyph
+subset lacks or if any message overflows the 128x64 screen.
+"""
+
+MESSAGES = {
+    # -- resident: normal path --------------------------------------------
+    "idle": (
+        ("集中充值终端", "{time}", "请插入购电卡"),
+        ("Top-up terminal", "{time}", "Please insert your purchase card."),
+    ),
+    "reading": (
+        ("正在读卡", "请稍候", "读卡完成前请勿拔卡"),
+        ("Reading card", "Please wait.", "Do not remove the card."),
+    ),
+    "card_info": (
+        ("购电信息", "户号 {customer}\n表号 {meter}\n金额 {amount}元", "确认充值，取消退出"),
+        ("Your purchase", "Customer {customer}\nMeter {meter}\nAmount ¥{amount}",
+         "OK: top up. Cancel: exit"),
+    ),
+    "progress": (
+        ("正在充值", "", "请勿拔卡"),
+        ("Topping up", "", "Do not remove the card."),
+    ),
+    "success": (
+        ("充值成功", "已充入 {amount}元\n表内余额 {balance}元", "请取走卡片"),
+        ("Top-up done", "Credited ¥{amount}\nBalance ¥{balance}", "Please take your card."),
+    ),
+    # -- resident: refusals (each says what to do next) -------------------
+    "opening_card": (
+        ("开户卡", "首次购电须在表上完成", "请到您的电表处插卡"),
+        ("Opening card", "A first purchase is made at your meter.",
+         "Insert the card at your meter."),
+    ),
+    "relay_tripped": (
+        ("充值成功", "已充入 {amount}元\n电表已断电", "到电表处插卡恢复供电"),
+        ("Credit added", "Added ¥{amount}.\nThe power is off.",
+         "Insert the card at your meter to restore power."),
+    ),
+    "meter_replaced": (
+        ("电表已更换", "新表尚未在本终端登记", "请联系供电营业厅登记"),
+        ("Meter replaced", "The new meter is not registered here.",
+         "Ask the utility office to register it."),
+    ),
+    "meter_not_opened": (
+        ("电表未开户", "新电表须先在表上开户", "请到电表处插卡开户"),
+        ("Meter not opened", "A new meter is opened at the meter.",
+         "Insert the card at your meter first."),
+    ),
+    "card_mismatch": (
+        ("卡表不符", "户号或表号与记录不符", "请到供电营业厅核对"),
+        ("Card mismatch", "Customer or meter number does not match.",
+         "Take the card to the utility office."),
+    ),
+    "already_credited": (
+        ("已充值过", "本次购电已在电表中，未重复充值", "请取走卡片"),
+        ("Already credited", "This purchase is already in your meter.",
+         "Please take your card."),
+    ),
+    "card_pulled": (
+        ("卡片拔出过早", "充值尚未完成", "请重新插入卡片"),
+        ("Card removed", "The card came out too early.", "Put the card back in."),
+    ),
+    "meter_no_answer": (
+        ("电表无应答", "暂时无法连接您的电表", "请稍后再试"),
+        ("Meter not answering", "Your meter cannot be reached now.",
+         "Please try again later."),
+    ),
+    "count_error": (
+        ("购电次数错误", "卡与电表购电次数不符", "请到供电营业厅处理"),
+        ("Count error", "Card and meter counts disagree.",
+         "Take the card to the utility office."),
+    ),
+    "card_invalid": (
+        ("无效卡", "此卡未通过验证", "请到供电营业厅处理"),
+        ("Card not valid", "This card failed the check.",
+         "Take the card to the utility office."),
+    ),
+    "card_superseded": (
+        ("旧卡已作废", "此卡已被补发新卡取代", "请使用新卡"),
+        ("Old card", "This card was replaced by a new one.", "Please use the new card."),
+    ),
+    "card_unreadable": (
+        ("读卡失败", "无法识别此卡", "请取出卡片重新插入"),
+        ("Cannot read card", "The card did not answer.",
+         "Take the card out and insert it again."),
+    ),
+    "meter_unknown": (
+        ("非本终端电表", "本终端不管理您的电表", "请到电表处插卡充值"),
+        ("Meter not here", "This terminal does not serve your meter.",
+         "Insert the card at your meter."),
+    ),
+    "meter_auth_failed": (
+        ("电表认证失败", "未向电表充值", "请联系供电营业厅"),
+        ("Meter check failed", "No credit was sent to the meter.",
+         "Please call the utility office."),
+    ),
+    "hoarding_limit": (
+        ("超出囤积限额", "电表余额已达上限", "请用电后再充值"),
+        ("Balance limit", "Your meter holds the most it may.",
+         "Top up again after using power."),
+    ),
+    "out_of_service": (
+        ("终端暂停服务", "终端故障", "请联系物业或营业厅"),
+        ("Out of service", "The terminal has a fault.",
+         "Please call the utility office."),
+    ),
+    # -- technician -------------------------------------------------------
+    "tech_meter_number": (
+        ("更换电表登记", "请输入新表号\n{digits}", "确认继续，取消退出"),
+        ("Meter replacement", "New meter number:\n{digits}", "OK: next. Cancel: exit"),
+    ),
+    "tech_confirm": (
+        ("请确认", "户号 {customer}\n新表号 {meter}", "确认保存，取消返回"),
+        ("Confirm new meter", "Customer {customer}\nMeter {meter}",
+         "OK: save. Cancel: back"),
+    ),
+    "tech_done": (
+        ("登记完成", "新表号 {meter}", "首次购电请到电表处"),
+        ("Meter registered", "Meter {meter}", "First purchase at the meter."),
+    ),
+}
+
+LANGS = ("zh", "en")
+
+# Characters that field values can produce (digits, signs, separators,
+# the placeholder of unentered digits): they need glyphs too.
+FIELD_CHARS = "0123456789-.:_%"
+
+
+def get(name, lang):
+    """(title, body, next) for a message; KeyError/ValueError when unknown."""
+    if lang not in LANGS:
+        raise ValueError("unknown language %r" % (lang,))
+    return MESSAGES[name][LANGS.index(lang)]
+
+
+def charset():
+    """Every character the catalogue and field values can put on screen."""
+    seen = set(FIELD_CHARS)
+    for pair in MESSAGES.values():
+        for parts in pair:
+            for s in parts:
+                inside = False
+                for ch in s:
+                    # {field} names are not shown; their values' chars are FIELD_CHARS.
+                    if ch == "{":
+                        inside = True
+                    elif ch == "}":
+                        inside = False
+                    elif not inside and ch != "\n":
+                        seen.add(ch)
+    return "".join(sorted(seen))

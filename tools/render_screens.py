@@ -1,0 +1,192 @@
+"""Render every screen, Chinese and English side by side, as PNGs.
+
+    .venv/bin/python tools/render_screens.py            # check against docs/screens
+    .venv/bin/python tools/render_screens.py --approve  # rewrite docs/screens + screens.md
+
+docs/screens/<name>.png are the approved images: the README's gallery and
+the snapshots host_tests/test_screens.py compares every render with (pixel
+by pixel). After changing a message or the layout, run with --approve and
+look at the images before committing them.
+"""
+import argparse
+import os
+import sys
+import zlib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+for _p in ("host_tests/shim", "firmware", "drivers", "boards/unix"):
+    _p = os.path.join(ROOT, _p)
+    if _p not in sys.path:
+        sys.path.insert(0, _p)
+
+import framebuf  # noqa: E402  (the shim under CPython)
+import messages  # noqa: E402
+import png  # noqa: E402
+import screens  # noqa: E402
+
+DOCS = os.path.join(ROOT, "docs", "screens")
+GAP = 8  # panel pixels between the two languages
+
+# Plausible values for the gallery.
+SAMPLE = {
+    "amount": 10000, "balance": 15000, "customer": "112233445566",
+    "meter": "000000000001", "digits": "00000000", "time": (2026, 11, 24, 20, 5),
+    "percent": 60,
+}
+# The widest values each field can take: every screen must fit with these.
+WORST = {
+    "amount": -99999999, "balance": -99999999, "customer": "888888888888",
+    "meter": "888888888888", "digits": "", "time": (2088, 12, 28, 20, 58),
+    "percent": 100,
+}
+
+# When the top-up flow shows each screen (for the gallery).
+WHEN = {
+    "idle": "Waiting for a card.",
+    "reading": "A card is in; reading and checking it.",
+    "card_info": "Card read and verified: the purchase to credit.",
+    "progress": "Moving the credit to the meter.",
+    "success": "Credit reached the meter (read back through its MACs).",
+    "opening_card": "An opening card: first purchases are made at the meter.",
+    "relay_tripped": "Credit added but the meter's relay is open.",
+    "meter_replaced": "The card's meter was replaced and not re-registered here.",
+    "meter_not_opened": "The meter says its local account is not opened.",
+    "card_mismatch": "Customer or meter number on the card differs from the records.",
+    "already_credited": "The card's purchase count is already on the meter.",
+    "card_pulled": "The card left the slot before the write-back finished.",
+    "meter_no_answer": "No reply from the meter on the RS-485 bus.",
+    "count_error": "Card and meter purchase counts are 2+ apart or backwards.",
+    "card_invalid": "Clone, forged purse or unknown card (authentication failed).",
+    "card_superseded": "An older serial of a customer who has a reissued card.",
+    "card_unreadable": "No valid ATR or file read failed.",
+    "meter_unknown": "The card's meter is not one this terminal manages.",
+    "meter_auth_failed": "The meter failed key authentication: no credit sent.",
+    "hoarding_limit": "The meter refused: balance would pass its hoarding limit.",
+    "out_of_service": "The terminal cannot work (fault).",
+    "tech_meter_number": "Technician: enter the replacement meter's number.",
+    "tech_confirm": "Technician: confirm before saving.",
+    "tech_done": "Technician: saved.",
+}
+
+
+class Panel(framebuf.FrameBuffer):
+    def __init__(self):
+        self.buffer = bytearray(128 * 64 // 8)
+        super().__init__(self.buffer, 128, 64, framebuf.MONO_VLSB)
+
+
+class _Pair:
+    """Two panels side by side, for one PNG per screen."""
+
+    def __init__(self, left, right):
+        self.left, self.right = left, right
+
+    def pixel(self, x, y):
+        if x < 128:
+            return self.left.pixel(x, y)
+        if x < 128 + GAP:
+            return 0
+        return self.right.pixel(x - 128 - GAP, y)
+
+
+def fields_for(name, values=SAMPLE):
+    return {k: values[k] for k in screens.placeholders(name)}
+
+
+def render(name, lang, values=SAMPLE):
+    p = Panel()
+    screens.render(p, name, lang, **fields_for(name, values))
+    return p
+
+
+def render_pair(name, values=SAMPLE):
+    return _Pair(render(name, "zh", values), render(name, "en", values))
+
+
+def encode(name):
+    return png.encode(render_pair(name), 2 * 128 + GAP, 64)
+
+
+def decode(data):
+    """PNG bytes as written by png.py -> (width, height, rows of 0/1 lists),
+    in image pixels (scaled, with border)."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", "not a PNG"
+    pos, idat, w, h = 8, b"", 0, 0
+    while pos < len(data):
+        n = int.from_bytes(data[pos:pos + 4], "big")
+        kind = data[pos + 4:pos + 8]
+        body = data[pos + 8:pos + 8 + n]
+        if kind == b"IHDR":
+            w, h = int.from_bytes(body[:4], "big"), int.from_bytes(body[4:8], "big")
+            assert body[8:10] == b"\x01\x03", "expected 1-bit palette"
+        elif kind == b"IDAT":
+            idat += body
+        pos += 12 + n
+    raw = zlib.decompress(idat)
+    rowlen = (w + 7) // 8
+    rows = []
+    for y in range(h):
+        line = raw[y * (rowlen + 1):(y + 1) * (rowlen + 1)]
+        assert line[0] == 0, "filter type"
+        rows.append([(line[1 + (x >> 3)] >> (7 - (x & 7))) & 1 for x in range(w)])
+    return w, h, rows
+
+
+def gallery():
+    lines = [
+        "# The terminal's screens",
+        "",
+        "128x64 ST7565R panel, WenQuanYi Bitmap Song 12 px glyphs (only the "
+        "characters the catalogue uses, built by `tools/build_glyphs.py`). "
+        "Left: Chinese, right: English. Regenerate with "
+        "`.venv/bin/python tools/render_screens.py --approve` (these images are "
+        "also the snapshots `host_tests/test_screens.py` checks). Values shown "
+        "are samples.",
+        "",
+    ]
+    for name in screens.names():
+        lines += ["## `%s`" % name, "", WHEN.get(name, ""), "",
+                  "![%s](screens/%s.png)" % (name, name), ""]
+    return "\n".join(lines)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--approve", action="store_true", help="rewrite docs/screens")
+    ap.add_argument("--out", default=DOCS)
+    args = ap.parse_args(argv)
+    missing = [n for n in screens.names() if n not in WHEN]
+    if missing:
+        print("render_screens: no WHEN text for " + ", ".join(missing), file=sys.stderr)
+        return 2
+    bad = []
+    for name in screens.names():
+        data = encode(name)
+        path = os.path.join(args.out, name + ".png")
+        if args.approve:
+            os.makedirs(args.out, exist_ok=True)
+            with open(path, "wb") as f:
+                f.write(data)
+            continue
+        try:
+            with open(path, "rb") as f:
+                same = decode(f.read()) == decode(data)
+        except OSError:
+            same = False
+        if not same:
+            bad.append(name)
+    if args.approve:
+        with open(os.path.join(os.path.dirname(args.out), "screens.md"), "w",
+                  encoding="utf-8") as f:
+            f.write(gallery())
+        print("approved %d screens in %s" % (len(screens.names()), args.out))
+        return 0
+    if bad:
+        print("render_screens: differ from approved: " + ", ".join(bad), file=sys.stderr)
+        return 1
+    print("all %d screens match" % len(screens.names()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
