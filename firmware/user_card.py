@@ -109,9 +109,12 @@ class CardInfo:
 
 
 class UserCard:
-    def __init__(self, reader, mk_c):
+    """`keys` is the terminal's key store (anything with card_key(serial)),
+    or MK_C itself as 16 bytes (tests, tools)."""
+
+    def __init__(self, reader, keys):
         self._reader = reader
-        self._mk = mk_c
+        self._keys = keys
         self._kc = None
         self.info = None
 
@@ -147,7 +150,10 @@ class UserCard:
             amount, count, mac_s = cf.parse_purse(purse)
         except cf.CardDataError as e:
             raise BadCardData(str(e))
-        self._kc = sm4.kdf(self._mk, serial)
+        if hasattr(self._keys, "card_key"):
+            self._kc = self._keys.card_key(serial)
+        else:
+            self._kc = sm4.kdf(self._keys, serial)
         await self.authenticate(serial)
         if not _same(sm4.mac(self._kc, cf.sale_mac_input(param, amount, count)), mac_s):
             raise ForgedPurse("sale MAC S does not match the purse")

@@ -75,3 +75,32 @@ class CardSlot:
                 pass
             self.busy = False
 
+
+
+async def show_card(reader, keys, log=print):
+    """What the terminal does with a card for now: read and authenticate it,
+    print what it carries, wait for the pull. (The top-up comes later.)"""
+    import user_card
+
+    atr = await reader.power_up()
+    log("card: inserted (ATR %s)" % atr.raw.hex())
+    try:
+        info = await user_card.UserCard(reader, keys).read()
+    except user_card.CardError as e:
+        log("card: refused %s: %s" % (type(e).__name__, e))
+    else:
+        for line in info.lines():
+            log(line)
+        why = user_card.refuse_reason(info)
+        log("card: %s" % (why or "ok"))
+    await reader.wait_removed()
+    log("card: removed")
+
+
+async def serve(spec, keys, baud=9600, log=print):
+    """Open the slot given as tcp:HOST:PORT and show each card inserted."""
+    host, port = parse_spec(spec)
+    slot = CardSlot(host, port, lambda r: show_card(r, keys, log), baud, log)
+    await slot.start()
+    log("card slot: listening on %s:%d" % (host, port))
+    return slot

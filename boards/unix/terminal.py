@@ -5,6 +5,11 @@
 
 --meters is JSON: a list of objects with at least "address" (12 digits).
 --once polls every meter once, prints the screen and exits 0.
+
+Card slot (card_slot.py): --card-slot tcp:HOST:PORT --keystore FILE listens
+for a card simulator (a connection = a card inserted); each card is read,
+authenticated with the key store's MK_C and printed. With a card slot,
+--bus and --meters may be left out.
 """
 import sys
 
@@ -29,7 +34,8 @@ class UsageError(Exception):
 
 
 def parse_args(argv):
-    opts = {"bus": None, "meters": None, "once": False, "baud": 2400, "interval": 5}
+    opts = {"bus": None, "meters": None, "once": False, "baud": 2400, "interval": 5,
+            "card-slot": None, "keystore": None}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -37,7 +43,7 @@ def parse_args(argv):
             raise UsageError("")
         if a == "--once":
             opts["once"] = True
-        elif a in ("--bus", "--meters", "--baud", "--interval"):
+        elif a in ("--bus", "--meters", "--baud", "--interval", "--card-slot", "--keystore"):
             if i + 1 >= len(argv):
                 raise UsageError(a + " needs a value")
             i += 1
@@ -45,7 +51,9 @@ def parse_args(argv):
         else:
             raise UsageError("unknown option " + a)
         i += 1
-    if not opts["bus"] or not opts["meters"]:
+    if opts["card-slot"] and not opts["keystore"]:
+        raise UsageError("--card-slot needs --keystore (the card master key)")
+    if (opts["bus"] or not opts["card-slot"]) and (not opts["bus"] or not opts["meters"]):
         raise UsageError("--bus and --meters are required")
     try:
         opts["baud"] = int(opts["baud"])
@@ -92,7 +100,24 @@ def screen(rows):
     return "\n".join(lines)
 
 
+async def start_card_slot(opts):
+    # --- card slot (issue 5): read and show inserted cards ---
+    import card_slot
+    from keystore import KeyStore, KeyStoreError
+
+    try:
+        keys = KeyStore.load(opts["keystore"])
+        card_slot.parse_spec(opts["card-slot"])
+    except (KeyStoreError, ValueError) as e:
+        raise UsageError(str(e))
+    await card_slot.serve(opts["card-slot"], keys)
+
+
 async def run(opts):
+    if opts["card-slot"]:
+        await start_card_slot(opts)
+        if not opts["bus"]:
+            await asyncio.Event().wait()  # the card slot alone, until Ctrl-C
     addresses = load_meters(opts["meters"])
     client = MeterClient(board.rs485_bus(opts["bus"], opts["baud"]))
     while True:
