@@ -26,7 +26,10 @@ import board
 import meter_items
 from meter import MeterClient
 
-USAGE = __doc__
+try:
+    USAGE = __doc__
+except NameError:  # the MicroPython unix port keeps no module docstring
+    USAGE = "usage: see the docstring at the top of boards/unix/terminal.py"
 
 
 class UsageError(Exception):
