@@ -1,0 +1,28 @@
+"""The meter security client under real MicroPython, through the RS-485
+driver and the unix board's TCP UART, against the meter simulator."""
+from keystore import KeyStore
+from meter_sim_ctl import MeterSim
+from mp_runner import run_mp_json
+
+MK_M = bytes.fromhex("0123456789abcdeffedcba9876543210")
+MK_C = bytes.fromhex("fedcba98765432100123456789abcdef")
+
+
+def test_full_session_and_credit_under_micropython(tmp_path):
+    path = str(tmp_path / "keystore.bin")
+    KeyStore("000000000099", MK_M, MK_C, bytes(range(1, 17))).save(path)
+    with MeterSim(count=2, baud=9600) as sim:
+        sim.fault("000000000002", "drop_reply_after_topup")
+        r = run_mp_json("host_tests/mp/security_session.py", sim.bus, 9600, path,
+                        heap="96k", timeout=120)
+        m1, m2 = sim.meter("000000000001"), sim.meter("000000000002")
+    assert r["serial"] == 8
+    assert r["before"] == {"balance": 10000, "count": 1, "customer": "100000000001"}
+    assert r["result"] == "credited"
+    assert r["after"] == {"balance": 22345, "count": 2, "customer": "100000000001"}
+    assert r["after_end"] == "NotAuthenticated"
+    assert r["credit"] == ["credited", {"balance": 10000, "count": 1, "customer": "100000000002"},
+                           {"balance": 10700, "count": 2, "customer": "100000000002"}]
+    assert r["count_error"] == 0x20 and r["wrong_key"] == 0x08
+    assert (m1["balance"], m1["count"]) == (22345, 2)
+    assert (m2["balance"], m2["count"]) == (10700, 2)  # credited once despite the lost reply
