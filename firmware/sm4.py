@@ -80,7 +80,7 @@ def _check(buf, n, what):
         raise ValueError("%s must be %d bytes, got %d" % (what, n, len(buf)))
 
 
-def _schedule(key):
+def _schedule_plain(key):
     k0 = int.from_bytes(key[0:4], "big") ^ _FK[0]
     k1 = int.from_bytes(key[4:8], "big") ^ _FK[1]
     k2 = int.from_bytes(key[8:12], "big") ^ _FK[2]
@@ -121,22 +121,44 @@ def _crypt_plain(rk, src, dst):
     dst[12:16] = x0.to_bytes(4, "big")
 
 
+_RK0 = array("I", [0] * 32)
+
+
+def _schedule_viper(key):
+    rk = array("I", _RK0)
+    _schedule_fast(key, rk)
+    return rk
+
+
+def _fkck():
+    w = list(_FK)
+    for i in range(32):
+        # CK[i] bytes are (4i + j) * 7 mod 256, j = 0..3
+        c = 28 * i
+        w.append((c & 255) << 24 | ((c + 7) & 255) << 16 | ((c + 14) & 255) << 8 | ((c + 21) & 255))
+    return array("I", w)
+
+
 try:
     import sm4_viper
 
-    sm4_viper.init(_TAB)
+    sm4_viper.init(_TAB, _SBOX, _fkck())
     _crypt_fast = sm4_viper.crypt
+    _schedule_fast = sm4_viper.schedule
 except Exception:  # CPython, or a port built without the viper emitter
     _crypt_fast = None
 _crypt = _crypt_plain
+_schedule = _schedule_plain
 
 
 def use_fast(on=True):
-    """Select the viper rounds (if they loaded and passed the self-check) or
-    the plain ones; returns True if the fast path is now in use."""
-    global _crypt
-    _crypt = _crypt_fast if on and _crypt_fast is not None else _crypt_plain
-    return _crypt is not _crypt_plain
+    """Select the viper code (if it loaded and passed the self-check) or
+    the plain code; returns True if the fast path is now in use."""
+    global _crypt, _schedule
+    fast = on and _crypt_fast is not None
+    _crypt = _crypt_fast if fast else _crypt_plain
+    _schedule = _schedule_viper if fast else _schedule_plain
+    return fast
 
 
 class Cipher:
@@ -204,7 +226,10 @@ if _crypt_fast is not None:
     _k = b"\x01\x23\x45\x67\x89\xab\xcd\xef\xfe\xdc\xba\x98\x76\x54\x32\x10"
     _o = bytearray(16)
     try:
-        _crypt_fast(_schedule(_k), _k, _o)
+        _rk = _schedule_viper(_k)
+        if _rk != _schedule_plain(_k):
+            raise ValueError
+        _crypt_fast(_rk, _k, _o)
     except Exception:
         _o = None
     if _o != b"\x68\x1e\xdf\x34\xd2\x06\x96\x5e\x86\xb3\xe9\x4f\x53\x6e\x42\x46":

@@ -4,9 +4,10 @@ try/except, checks it against the standard's vector and falls back to its
 plain rounds if anything is off. MicroPython only (viper types do not exist
 in CPython).
 
-init(tab) once with sm4's 1024 T-table words (array 'I'), then
+init(tab, sbox, fkck) once with sm4's 1024 T-table words (array 'I'),
+its S-box (bytes) and FK[0..3] + CK[0..31] (array 'I'), then
 crypt(rk, src, dst): rk = 32 round keys (array 'I'), src/dst = 16-byte
-buffers (may be the same).
+buffers (may be the same); schedule(key, rk): the 32 round keys of key.
 """
 import sys
 
@@ -16,13 +17,41 @@ if sys.implementation.name != "micropython":
 import micropython
 
 _tab = None
+_sbox = None
+_fkck = None
 
 
-def init(tab):
-    global _tab
-    if len(tab) != 1024:
-        raise ValueError("need 1024 T-table words")
+def init(tab, sbox, fkck):
+    global _tab, _sbox, _fkck
+    if len(tab) != 1024 or len(sbox) != 256 or len(fkck) != 36:
+        raise ValueError("need 1024 T-table words, 256 S-box bytes, 36 FK/CK words")
     _tab = tab
+    _sbox = sbox
+    _fkck = fkck
+
+
+@micropython.viper
+def schedule(key: ptr8, rk: ptr32):
+    s = ptr8(_sbox)
+    c = ptr32(_fkck)
+    k0 = uint((key[0] << 24) | (key[1] << 16) | (key[2] << 8) | key[3]) ^ uint(c[0])
+    k1 = uint((key[4] << 24) | (key[5] << 16) | (key[6] << 8) | key[7]) ^ uint(c[1])
+    k2 = uint((key[8] << 24) | (key[9] << 16) | (key[10] << 8) | key[11]) ^ uint(c[2])
+    k3 = uint((key[12] << 24) | (key[13] << 16) | (key[14] << 8) | key[15]) ^ uint(c[3])
+    i = 0
+    while i < 32:
+        t = k1 ^ k2 ^ k3 ^ uint(c[4 + i])
+        # b is built from S-box bytes, so it has no bits above 31 and the
+        # right shifts below are clean on 64-bit ports too
+        b = uint((s[(t >> 24) & 0xFF] << 24) | (s[(t >> 16) & 0xFF] << 16)
+                 | (s[(t >> 8) & 0xFF] << 8) | s[t & 0xFF])
+        k0 = k0 ^ b ^ ((b << 13) | (b >> 19)) ^ ((b << 23) | (b >> 9))
+        rk[i] = k0  # the store keeps bits 0..31
+        k0 = k1
+        k1 = k2
+        k2 = k3
+        k3 = uint(rk[i])
+        i += 1
 
 
 @micropython.viper
