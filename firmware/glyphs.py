@@ -8,8 +8,12 @@ from micropython import const
 HEIGHT = const(12)
 BASELINE = const(10)
 _CELL = const(24)
-# every character, in code point order
-CHARS = ' %-.0123456789:ABCDFIKMNOPRTY_abcdefghiklmnoprstuvwxy¥上不与业中代余作使供保信候值停元充先入内再出别到前功务勿卡厅发取号后向回囤在处复失存完对尚已应废开录恢息您成或户拔换接插故效数断新无旧早时暂更服未本核次正此法消片物理用电登的确积稍端符答管系终继续联营补表被认记证识试误请读败购走超输达过返连退通重金错限障集非须额首验，'
+# The characters, in code point order:
+#  %-.0123456789:ABCDFIKMNOPRTY_abcdefghik
+# lmnoprstuvwxy¥上不与业中代余作使供保信候值停元充先入内再出别到前功
+# 务勿卡厅发取号后向回囤在处复失存完对尚已应废开录恢息您成或户拔换接插故效数断新无
+# 旧早时暂更服未本核次正此法消片物理用电登的确积稍端符答管系终继续联营补表被认记证
+# 识试误请读败购走超输达过返连退通重金错限障集非须额首验，
 
 # code points, 2 bytes little-endian, ascending
 _CODES = (
@@ -253,6 +257,15 @@ def find(code):
 
 def width(i):
     return _WIDTHS[i]
+
+
+def count():
+    return len(_WIDTHS)
+
+
+def code(i):
+    """Code point of glyph i (for checks; the catalogue needs no more)."""
+    return _CODES[2 * i] | _CODES[2 * i + 1] << 8
 
 
 def bitmap(i):

@@ -84,10 +84,23 @@ def width(i):
     return _WIDTHS[i]
 
 
+def count():
+    return len(_WIDTHS)
+
+
+def code(i):
+    """Code point of glyph i (for checks; the catalogue needs no more)."""
+    return _CODES[2 * i] | _CODES[2 * i + 1] << 8
+
+
 def bitmap(i):
     """HEIGHT rows of 2 bytes, MONO_HLSB (16 px wide cell)."""
     return memoryview(_BITMAPS)[i * _CELL:(i + 1) * _CELL]
 '''
+
+
+def _comment(chars):
+    return "\n".join("# " + chars[i:i + 40] for i in range(0, len(chars), 40)) + "\n"
 
 
 def generate(chars, font=FONT):
@@ -103,9 +116,9 @@ def generate(chars, font=FONT):
         'Do not edit: change firmware/messages.py and rerun the tool."""\n'
         "from micropython import const\n\n"
         "HEIGHT = const(%d)\nBASELINE = const(%d)\n_CELL = const(%d)\n"
-        "# %s\nCHARS = %r\n\n"
+        "# The characters, in code point order:\n%s\n"
         % (len(glyphs), os.path.basename(font), height, baseline,
-           height * CELL_BYTES_PER_ROW, "every character, in code point order", shown))
+           height * CELL_BYTES_PER_ROW, _comment(shown)))
     return (head
             + _bytes_literal("_CODES", codes, "code points, 2 bytes little-endian, ascending")
             + _bytes_literal("_WIDTHS", widths, "advance width in pixels")

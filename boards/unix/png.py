@@ -18,71 +18,106 @@ except ImportError:
 PALETTE = b"\xc4\xd4\xb0\x1e\x2a\x24"
 
 
-def _chunk(out, kind, data):
-    out.append(struct.pack(">I", len(data)))
-    out.append(kind)
-    out.append(data)
-    out.append(struct.pack(">I", binascii.crc32(data, binascii.crc32(kind)) & 0xFFFFFFFF))
+class _Chunk:
+    """One PNG chunk written straight to the file, CRC kept on the way."""
+
+    def __init__(self, f, kind, length):
+        f.write(struct.pack(">I", length))
+        f.write(kind)
+        self.f = f
+        self.crc = binascii.crc32(kind)
+
+    def write(self, data):
+        self.f.write(data)
+        self.crc = binascii.crc32(data, self.crc)
+
+    def close(self):
+        self.f.write(struct.pack(">I", self.crc & 0xFFFFFFFF))
 
 
-def _adler32(data):
+def _chunk(f, kind, data):
+    c = _Chunk(f, kind, len(data))
+    c.write(data)
+    c.close()
+
+
+def _rows(fb, width, height, scale, border):
+    # Each image row: filter byte 0 (none), then 1-bit pixels, MSB first.
+    w = (width + 2 * border) * scale
+    rowlen = (w + 7) // 8
+    blank = bytearray(rowlen + 1)
+    for _ in range(border * scale):
+        yield blank
+    for py in range(height):
+        line = bytearray(rowlen + 1)
+        for px in range(width):
+            if fb.pixel(px, py):
+                x0 = (px + border) * scale
+                for x in range(x0, x0 + scale):
+                    line[1 + (x >> 3)] |= 0x80 >> (x & 7)
+        for _ in range(scale):
+            yield line
+    for _ in range(border * scale):
+        yield blank
+
+
+def _idat_stored(f, rows, total):
+    """zlib stream of stored deflate blocks, written as rows come: only one
+    row is ever in memory (the unix port has no compressor)."""
+    nblocks = max(1, (total + 65534) // 65535)
+    c = _Chunk(f, b"IDAT", 2 + 5 * nblocks + total + 4)
+    c.write(b"\x78\x01")
     a, b = 1, 0
-    for i in range(0, len(data), 4096):
-        # 4096 bytes keep both sums below 2**30 between reductions.
-        for v in data[i:i + 4096]:
-            a += v
-            b += a
-        a %= 65521
-        b %= 65521
-    return b << 16 | a
+    done = 0
+    left = 0  # bytes still to go in the current block
+    for row in rows:
+        i = 0
+        while i < len(row):
+            if not left:
+                left = min(65535, total - done)
+                final = 1 if done + left >= total else 0
+                c.write(struct.pack("<BHH", final, left, left ^ 0xFFFF))
+            part = row[i:i + left] if i or len(row) > left else row
+            c.write(part)
+            for v in part:
+                a += v
+                b += a
+            a %= 65521
+            b %= 65521
+            i += len(part)
+            left -= len(part)
+            done += len(part)
+    c.write(struct.pack(">I", b << 16 | a))
+    c.close()
 
 
-def _zlib_stored(raw):
-    out = bytearray(b"\x78\x01")
-    n = len(raw)
-    pos = 0
-    while True:
-        size = min(65535, n - pos)
-        final = 1 if pos + size >= n else 0
-        out += struct.pack("<BHH", final, size, size ^ 0xFFFF)
-        out += raw[pos:pos + size]
-        pos += size
-        if final:
-            break
-    out += struct.pack(">I", _adler32(raw))
-    return bytes(out)
+def _write(f, fb, width, height, scale, border):
+    if scale < 1 or border < 0:
+        raise ValueError("scale >= 1, border >= 0")
+    w = (width + 2 * border) * scale
+    h = (height + 2 * border) * scale
+    f.write(b"\x89PNG\r\n\x1a\n")
+    _chunk(f, b"IHDR", struct.pack(">IIBBBBB", w, h, 1, 3, 0, 0, 0))
+    _chunk(f, b"PLTE", PALETTE)
+    rows = _rows(fb, width, height, scale, border)
+    if zlib:
+        _chunk(f, b"IDAT", zlib.compress(b"".join(bytes(r) for r in rows), 9))
+    else:
+        _idat_stored(f, rows, ((w + 7) // 8 + 1) * h)
+    _chunk(f, b"IEND", b"")
 
 
 def encode(fb, width, height, scale=3, border=2):
     """PNG bytes of fb (anything with pixel(x, y) -> 0/1); border in panel
     pixels, drawn in the background colour."""
-    if scale < 1 or border < 0:
-        raise ValueError("scale >= 1, border >= 0")
-    w = (width + 2 * border) * scale
-    h = (height + 2 * border) * scale
-    rowlen = (w + 7) // 8
-    raw = bytearray((rowlen + 1) * h)
-    for py in range(height):
-        line = bytearray(rowlen)
-        for px in range(width):
-            if fb.pixel(px, py):
-                x0 = (px + border) * scale
-                for x in range(x0, x0 + scale):
-                    line[x >> 3] |= 0x80 >> (x & 7)
-        for k in range(scale):
-            start = ((py + border) * scale + k) * (rowlen + 1)
-            raw[start + 1:start + 1 + rowlen] = line  # filter byte 0 = none
-    data = zlib.compress(bytes(raw), 9) if zlib else _zlib_stored(raw)
-    out = [b"\x89PNG\r\n\x1a\n"]
-    _chunk(out, b"IHDR", struct.pack(">IIBBBBB", w, h, 1, 3, 0, 0, 0))
-    _chunk(out, b"PLTE", PALETTE)
-    _chunk(out, b"IDAT", data)
-    _chunk(out, b"IEND", b"")
-    return b"".join(out)
+    import io
+    f = io.BytesIO()
+    _write(f, fb, width, height, scale, border)
+    return f.getvalue()
 
 
 def write(path, fb, width, height, scale=3, border=2):
-    data = encode(fb, width, height, scale, border)
+    """Write the PNG to a file, streaming; returns its size in bytes."""
     with open(path, "wb") as f:
-        f.write(data)
-    return len(data)
+        _write(f, fb, width, height, scale, border)
+        return f.tell()
