@@ -177,3 +177,14 @@ def test_switching_screens_stays_correct():
         for lang in ("zh", "en"):
             screens.show(d, name, lang, **fields_for(name, SAMPLE))
             assert same(d, panel), (name, lang)
+
+
+def test_bench_runs_and_meets_targets(capsys):
+    import bench_display
+    bench_display.main()
+    out = capsys.readouterr().out
+    assert "one-line update" in out
+    pct = float(out.split("bytes (")[2].split(" %")[0])
+    assert pct < 10
+    heap = int(out.split(" B = ")[1].split(" B")[0])
+    assert heap < 16384
