@@ -6,7 +6,8 @@
     Cipher(key16)           .encrypt/.decrypt/.mac with the key schedule done once
 
 Runs unchanged under CPython and MicroPython. The rounds use four 256-word
-"T tables" (S-box followed by the linear map L), built once at import. On
+"T tables" (S-box followed by the linear map L), built once at import
+(4 KB). On
 MicroPython the rounds run in sm4_viper (native 32-bit words: on a 32-bit
 port a 32-bit value is not a small int, so plain bytecode allocates on every
 XOR); it is used only if it loads and reproduces the standard's vector, else
@@ -53,24 +54,20 @@ def _tau(x):
 
 
 def _make_tables():
-    # TAB[256*k + b] = L(S(b) << (24 - 8k)); L commutes with rotation, so
-    # the four tables are rotations of the first.
-    t = [0] * 1024
+    # T_k[b] = L(S(b) << (24 - 8k)); L commutes with rotation, so the four
+    # tables are rotations of the first. 4 KB as arrays of 32-bit words.
+    t = [array("I", range(256)) for _ in range(4)]
     for b in range(256):
         v = _SBOX[b] << 24
         v ^= _rotl(v, 2) ^ _rotl(v, 10) ^ _rotl(v, 18) ^ _rotl(v, 24)
-        t[b] = v
-        t[256 + b] = _rotl(v, 24)
-        t[512 + b] = _rotl(v, 16)
-        t[768 + b] = _rotl(v, 8)
-    return array("I", t)
+        t[0][b] = v
+        t[1][b] = _rotl(v, 24)
+        t[2][b] = _rotl(v, 16)
+        t[3][b] = _rotl(v, 8)
+    return t
 
 
-_TAB = _make_tables()
-_T0 = _TAB[0:256]
-_T1 = _TAB[256:512]
-_T2 = _TAB[512:768]
-_T3 = _TAB[768:1024]
+_T0, _T1, _T2, _T3 = _make_tables()
 
 
 def _check(buf, n, what):
@@ -142,7 +139,7 @@ def _fkck():
 try:
     import sm4_viper
 
-    sm4_viper.init(_TAB, _SBOX, _fkck())
+    sm4_viper.init(_T0, _T1, _T2, _T3, _SBOX, _fkck())
     _crypt_fast = sm4_viper.crypt
     _schedule_fast = sm4_viper.schedule
 except Exception:  # CPython, or a port built without the viper emitter

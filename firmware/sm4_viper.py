@@ -4,7 +4,8 @@ try/except, checks it against the standard's vector and falls back to its
 plain rounds if anything is off. MicroPython only (viper types do not exist
 in CPython).
 
-init(tab, sbox, fkck) once with sm4's 1024 T-table words (array 'I'),
+init(t0, t1, t2, t3, sbox, fkck) once with sm4's four 256-word T tables
+(arrays 'I'),
 its S-box (bytes) and FK[0..3] + CK[0..31] (array 'I'), then
 crypt(rk, src, dst): rk = 32 round keys (array 'I'), src/dst = 16-byte
 buffers (may be the same); schedule(key, rk): the 32 round keys of key.
@@ -16,18 +17,17 @@ if sys.implementation.name != "micropython":
 
 import micropython
 
-_tab = None
-_sbox = None
-_fkck = None
+_t0 = _t1 = _t2 = _t3 = _sbox = _fkck = None
 
 
-def init(tab, sbox, fkck):
-    global _tab, _sbox, _fkck
-    if len(tab) != 1024 or len(sbox) != 256 or len(fkck) != 36:
-        raise ValueError("need 1024 T-table words, 256 S-box bytes, 36 FK/CK words")
-    _tab = tab
-    _sbox = sbox
-    _fkck = fkck
+def init(t0, t1, t2, t3, sbox, fkck):
+    global _t0, _t1, _t2, _t3, _sbox, _fkck
+    for t in (t0, t1, t2, t3):
+        if len(t) != 256:
+            raise ValueError("a T table has 256 words")
+    if len(sbox) != 256 or len(fkck) != 36:
+        raise ValueError("need 256 S-box bytes and 36 FK/CK words")
+    _t0, _t1, _t2, _t3, _sbox, _fkck = t0, t1, t2, t3, sbox, fkck
 
 
 @micropython.viper
@@ -56,7 +56,10 @@ def schedule(key: ptr8, rk: ptr32):
 
 @micropython.viper
 def crypt(rk: ptr32, src: ptr8, dst: ptr8):
-    tab = ptr32(_tab)
+    t0 = ptr32(_t0)
+    t1 = ptr32(_t1)
+    t2 = ptr32(_t2)
+    t3 = ptr32(_t3)
     x0 = (src[0] << 24) | (src[1] << 16) | (src[2] << 8) | src[3]
     x1 = (src[4] << 24) | (src[5] << 16) | (src[6] << 8) | src[7]
     x2 = (src[8] << 24) | (src[9] << 16) | (src[10] << 8) | src[11]
@@ -66,17 +69,17 @@ def crypt(rk: ptr32, src: ptr8, dst: ptr8):
         # & 0xFF after every shift: a word may be sign-extended on a 32-bit
         # port or carry high bits on a 64-bit one; only bits 0..31 matter.
         t = x1 ^ x2 ^ x3 ^ rk[i]
-        x0 ^= (tab[(t >> 24) & 0xFF] ^ tab[256 + ((t >> 16) & 0xFF)]
-               ^ tab[512 + ((t >> 8) & 0xFF)] ^ tab[768 + (t & 0xFF)])
+        x0 ^= (t0[(t >> 24) & 0xFF] ^ t1[(t >> 16) & 0xFF]
+               ^ t2[(t >> 8) & 0xFF] ^ t3[t & 0xFF])
         t = x2 ^ x3 ^ x0 ^ rk[i + 1]
-        x1 ^= (tab[(t >> 24) & 0xFF] ^ tab[256 + ((t >> 16) & 0xFF)]
-               ^ tab[512 + ((t >> 8) & 0xFF)] ^ tab[768 + (t & 0xFF)])
+        x1 ^= (t0[(t >> 24) & 0xFF] ^ t1[(t >> 16) & 0xFF]
+               ^ t2[(t >> 8) & 0xFF] ^ t3[t & 0xFF])
         t = x3 ^ x0 ^ x1 ^ rk[i + 2]
-        x2 ^= (tab[(t >> 24) & 0xFF] ^ tab[256 + ((t >> 16) & 0xFF)]
-               ^ tab[512 + ((t >> 8) & 0xFF)] ^ tab[768 + (t & 0xFF)])
+        x2 ^= (t0[(t >> 24) & 0xFF] ^ t1[(t >> 16) & 0xFF]
+               ^ t2[(t >> 8) & 0xFF] ^ t3[t & 0xFF])
         t = x0 ^ x1 ^ x2 ^ rk[i + 3]
-        x3 ^= (tab[(t >> 24) & 0xFF] ^ tab[256 + ((t >> 16) & 0xFF)]
-               ^ tab[512 + ((t >> 8) & 0xFF)] ^ tab[768 + (t & 0xFF)])
+        x3 ^= (t0[(t >> 24) & 0xFF] ^ t1[(t >> 16) & 0xFF]
+               ^ t2[(t >> 8) & 0xFF] ^ t3[t & 0xFF])
         i += 4
     dst[0] = x3 >> 24
     dst[1] = x3 >> 16
