@@ -174,7 +174,7 @@ class T0Sim:
     def wait(self, timeout=10):
         if self._thread:
             self._thread.join(timeout)
-            if self._thread.is_alive():
+            if timeout is not None and self._thread.is_alive():
                 raise RuntimeError("card thread did not stop")
 
 
@@ -327,6 +327,7 @@ def main(argv=None):
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--fault", choices=("clone", "forged", "garbage-atr", "unissued"))
     p.add_argument("--pull-after", type=int, help="t0: pull the card after N bytes on the line")
+    p.add_argument("--hold", type=float, help="t0: pull the card after this many seconds")
     p.add_argument("--nulls", type=int, default=0, help="t0: NULL (60) bytes before each procedure byte")
     p.add_argument("--ack-each", action="store_true", help="t0: ~INS, one byte at a time")
     p.add_argument("--baud", type=int, help="t0: pace the line (12 etu per character)")
@@ -346,6 +347,9 @@ def main(argv=None):
         _control(sim, a.control, a.save)
     else:
         sim.insert(a.pull_after)
+        if a.hold is not None:
+            sim._thread.join(a.hold)
+            sim.pull()
         sim.wait(timeout=None)
         if a.save:
             _save(card, a.save)
