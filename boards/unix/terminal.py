@@ -10,6 +10,11 @@ Card slot (card_slot.py): --card-slot tcp:HOST:PORT --keystore FILE listens
 for a card simulator (a connection = a card inserted); each card is read,
 authenticated with the key store's MK_C and printed. With a card slot,
 --bus and --meters may be left out.
+
+Display (console_ui.py): --display console|none (console when stdout is a
+tty, except with --once) draws the 128x64 panel at the top of the console
+and takes keys from stdin (digits, Enter = OK, Esc or c = cancel, l =
+language); --screenshot DIR saves every screen pushed as a PNG there.
 """
 import sys
 
@@ -38,7 +43,7 @@ class UsageError(Exception):
 
 def parse_args(argv):
     opts = {"bus": None, "meters": None, "once": False, "baud": 2400, "interval": 5,
-            "card-slot": None, "keystore": None}
+            "card-slot": None, "keystore": None, "display": None, "screenshot": None}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -46,7 +51,8 @@ def parse_args(argv):
             raise UsageError("")
         if a == "--once":
             opts["once"] = True
-        elif a in ("--bus", "--meters", "--baud", "--interval", "--card-slot", "--keystore"):
+        elif a in ("--bus", "--meters", "--baud", "--interval", "--card-slot", "--keystore",
+                   "--display", "--screenshot"):
             if i + 1 >= len(argv):
                 raise UsageError(a + " needs a value")
             i += 1
@@ -54,6 +60,8 @@ def parse_args(argv):
         else:
             raise UsageError("unknown option " + a)
         i += 1
+    if opts["display"] not in (None, "console", "none"):
+        raise UsageError("--display is console or none")
     if opts["card-slot"] and not opts["keystore"]:
         raise UsageError("--card-slot needs --keystore (the card master key)")
     if (opts["bus"] or not opts["card-slot"]) and (not opts["bus"] or not opts["meters"]):
@@ -116,7 +124,14 @@ async def start_card_slot(opts):
     await card_slot.serve(opts["card-slot"], keys)
 
 
+def start_display(opts):
+    # --- display (issue 6): the panel and keys on the console ---
+    import console_ui
+    return console_ui.start(opts)
+
+
 async def run(opts):
+    ui = start_display(opts)
     if opts["card-slot"]:
         await start_card_slot(opts)
         if not opts["bus"]:
@@ -129,6 +144,10 @@ async def run(opts):
             print(screen(rows))
             return
         t = time.localtime()
+        if ui and ui.drawing:  # the table goes under the panel
+            ui.table("%04d-%02d-%02d %02d:%02d:%02d\n%s" % (t[0:6] + (screen(rows),)))
+            await asyncio.sleep(opts["interval"])
+            continue
         print("\x1b[2J\x1b[H%04d-%02d-%02d %02d:%02d:%02d\n%s" % (t[0:6] + (screen(rows),)))
         await asyncio.sleep(opts["interval"])
 
