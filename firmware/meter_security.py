@@ -86,6 +86,10 @@ class Unconfirmed(dlt645.DLTError):
     whether it landed is unknown. Ask again later (read-back), never resend blindly."""
 
 
+# The top-up frame went out but no good reply came back: it may have landed.
+_OUTCOME_UNKNOWN = (dlt645.NoReply, dlt645.FrameError, dlt645.WrongAddress,
+                    dlt645.WrongDI, dlt645.UnexpectedReply)
+
 # Most telling first, in the order the meter checks them.
 _SERR_CLASSES = ((SERR_AUTH, AuthFailed), (SERR_OTHER, NotOpened), (SERR_MAC, MacRejected),
                  (SERR_CUSTOMER, CustomerMismatch), (SERR_REPEAT, RepeatTopUp),
@@ -228,9 +232,10 @@ class MeterSession:
         return ac + self._ks.mac(di + ac) + cust + self._ks.mac(di + cust + ac)
 
     async def top_up(self, amount, count, customer):
-        """Top-up (070102FF), sent once (never retried: after no reply, ask
-        the meter what happened, see credit()). Returns CREDITED, or ALREADY
-        when the meter holds this count already (the credit is there)."""
+        """Top-up (070102FF), sent once (never retried: after no reply or a
+        garbled one, ask the meter what happened, see credit()). Returns
+        CREDITED, or ALREADY when the meter holds this count already (the
+        credit is there)."""
         self._need_session()
         if not self.verified:
             raise NotAuthenticated("meter %s: no good read-back in this session" % self.address)
@@ -239,7 +244,7 @@ class MeterSession:
             await self.call(DI_TOPUP, payload, retries=0)
         except RepeatTopUp:
             return ALREADY
-        except dlt645.NoReply:
+        except _OUTCOME_UNKNOWN:
             self._drop()  # the meter may still hold the session; we do not
             raise
         return CREDITED
@@ -259,7 +264,8 @@ async def credit(client, address, meter_key, amount, count, customer, operator=b
     """Move `amount` fen as purchase `count` onto a meter, safely.
     -> (CREDITED or ALREADY, Status before, Status after).
 
-    After no reply to the top-up frame the outcome is learnt, never guessed:
+    After no reply (or a garbled one) to the top-up frame the outcome is
+    learnt, never guessed:
     a fresh authentication and read-back; if the count is there it landed
     (CREDITED), if it is still count - 1 the frame was lost and is sent
     once more in the new session (the count rule makes that safe).
@@ -275,7 +281,7 @@ async def credit(client, address, meter_key, amount, count, customer, operator=b
         try:
             result = await s.top_up(amount, count, customer)
             break
-        except dlt645.NoReply:
+        except _OUTCOME_UNKNOWN:
             try:
                 await s.authenticate()
                 now = await s.read_back()

@@ -371,6 +371,38 @@ def test_no_reply_after_top_up_is_credited_once(sim):
     assert state(sim) == (10700, 2)
 
 
+@pytest.mark.parametrize("kind", ["truncated", "bad_checksum"])
+def test_garbled_reply_to_the_top_up_is_checked_not_resent(sim, kind):
+    class ArmingBus(TcpBus):
+        """Arms the simulator fault just before each top-up frame goes out."""
+
+        async def transact(self, frame, decoder, timeout_ms):
+            if dlt645.decode(frame).data[0:4] == ms.DI_TOPUP.to_bytes(4, "little"):
+                sim.fault(M1, kind)
+            return await TcpBus.transact(self, frame, decoder, timeout_ms)
+
+    async def main():
+        bus = ArmingBus(sim.bus)
+        await bus.open()
+        client = MeterClient(bus)
+        try:
+            s = session(client)
+            await s.authenticate()
+            await s.read_back()
+            with pytest.raises(dlt645.FrameError):
+                await s.top_up(700, 2, CUST1)
+            assert not s.active
+            r = await ms.credit(client, M1, km(M1), 300, 3, CUST1)
+            return r, bus.frames
+        finally:
+            bus.close()
+    (result, before, after), frames = asyncio.run(main())
+    assert result == ms.CREDITED and (before.count, after.count) == (2, 3)
+    assert state(sim) == (11000, 3)
+    topups = [f for f in frames if dlt645.decode(f).data[0:4] == ms.DI_TOPUP.to_bytes(4, "little")]
+    assert len(topups) == 2  # one each, never resent
+
+
 def test_no_reply_raises_at_session_level_and_is_never_resent(sim):
     sim.fault(M1, "drop_reply_after_topup")
 
