@@ -182,3 +182,18 @@ def test_micropython_keypad_and_keys():
     out = json.loads(run_mp("host_tests/mp/display_keys.py", heap="64k").strip().splitlines()[-1])
     assert out["keys"] == ["ok", "2"] and out["left"] == 0
     assert out["typed"] == ["1", "2", "ok", "cancel", "del", "lang", "cancel"]
+
+
+def test_micropython_console_ui(tmp_path):
+    # As terminal.py starts it: idle screen drawn and saved, 'l' on stdin
+    # switches to English (a second push), bad --display refused.
+    shots = tmp_path / "shots"
+    out = run_mp("host_tests/mp/display_ui.py", str(shots), heap="256k", stdin="l")
+    summary = json.loads(out.strip().splitlines()[-1])
+    assert summary == {"none": True, "bad_refused": True, "lang": "en", "shots": 2}
+    assert sorted(os.listdir(shots)) == ["screen-0001.png", "screen-0002.png"]
+    assert "\x1b[36;r" in out  # the panel keeps the top; text scrolls below
+    _, _, rows = render_screens.decode((shots / "screen-0002.png").read_bytes())
+    panel = _panel_from_png(rows)
+    ref = render_screens.render("idle", "en")
+    assert panel[:12] == [[ref.pixel(x, y) for x in range(128)] for y in range(12)]  # title

@@ -85,6 +85,7 @@ class ConsoleUI:
         self.console_keys.restore()
         if self.drawing:
             self.out.write("\x1b[r\n")
+            self.drawing = False  # closed: once is enough (atexit calls again)
 
 
 def start(opts):
@@ -98,4 +99,10 @@ def start(opts):
     shots = opts.get("screenshot")
     if mode == "none" and not shots:
         return None
+    if shots:
+        import os
+        try:
+            os.mkdir(shots)
+        except OSError:
+            pass  # exists (or is unusable: the first screenshot says so)
     return ConsoleUI(draw=(mode == "console"), screenshot_dir=shots).start()
