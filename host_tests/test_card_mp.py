@@ -126,8 +126,8 @@ def test_terminal_card_slot_end_to_end(tmp_path):
     port = free_port()
     env = dict(os.environ, MICROPYPATH=MP_PATH)
     proc = subprocess.Popen(
-        [MICROPYTHON, "-X", "heapsize=" + HEAP, os.path.join(ROOT, "boards/unix/terminal.py"),
-         "--card-slot", "tcp:127.0.0.1:%d" % port, "--keystore", str(ks)],
+        [MICROPYTHON, "-X", "heapsize=256k", os.path.join(ROOT, "boards/unix/terminal.py"),
+         "--card-slot", "tcp:127.0.0.1:%d" % port, "--keystore", str(ks), "--display", "none"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     first = proc.stdout.readline()  # the slot listens before any card comes
     try:
