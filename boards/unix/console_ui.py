@@ -9,10 +9,8 @@ switches Chinese/English.
 import asyncio
 import sys
 
-import console_display
-import console_keys
-import keypad
-import screens
+# The display modules are imported only when a UI is made: the glyphs and the
+# catalogue cost heap a terminal run without a screen should not pay.
 
 _PANEL_LINES = 34
 _BELOW = _PANEL_LINES + 2  # first line of the scrolling region
@@ -29,6 +27,9 @@ def is_tty(fd=1):
 
 class ConsoleUI:
     def __init__(self, draw=True, screenshot_dir=None, out=None, lang="zh"):
+        import console_display
+        import console_keys
+        import keypad
         self.out = out if out is not None else sys.stdout
         self.drawing = draw
         self.display = console_display.ConsoleDisplay(
@@ -52,6 +53,7 @@ class ConsoleUI:
 
     def show(self, name, **fields):
         """Draw a screen (in the current language) and push it."""
+        import screens
         n = screens.show(self.display, name, self.lang, **fields)
         if self.drawing:
             w = self.out.write
@@ -67,6 +69,7 @@ class ConsoleUI:
         print(text)
 
     async def _idle(self):
+        import keypad
         import time
         while True:
             t = time.localtime()
