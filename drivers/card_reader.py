@@ -95,14 +95,16 @@ def parse_atr(raw):
 
 class CardReader:
     """T=0 over `reader`/`writer` (asyncio streams). `detect` is a pin (or
-    anything with value()) reading 1 while a card is in; `reset` a pin (value(v))
-    or None. `echo` drops our own transmitted bytes where the half-duplex line
+    anything with value()) reading `detect_level` while a card is in (0 on a
+    switch to ground); `reset` a pin (value(v)) or None. `echo` drops our own transmitted bytes where the half-duplex line
     loops them back. `baud` sets the etu, hence the work waiting time."""
 
-    def __init__(self, reader, writer, detect=None, reset=None, echo=False, baud=9600):
+    def __init__(self, reader, writer, detect=None, reset=None, echo=False, baud=9600,
+                 detect_level=1):
         self._r = reader
         self._w = writer
         self._detect = detect
+        self._level = detect_level
         self._reset = reset
         self._echo = echo
         self._baud = baud
@@ -112,7 +114,7 @@ class CardReader:
         self.bytes_on_wire = 0
 
     def present(self):
-        return self._detect is None or bool(self._detect.value())
+        return self._detect is None or self._detect.value() == self._level
 
     async def _byte(self, ms):
         """One byte within `ms`, watching the detect switch."""

@@ -313,3 +313,48 @@ def test_sim_threads_end():
     before = threading.active_count()
     run_with_card(make_card(), read_card)
     assert threading.active_count() <= before + 1
+
+
+def test_detect_switch_active_low():
+    class Low:
+        v = 0
+
+        def value(self):
+            return self.v
+
+    pin = Low()
+
+    async def op(reader):
+        assert reader.present()
+        pin.v = 1  # switch to ground opens: card gone
+        return await reader.transmit(b"\x00\xb0\x81\x00\x10")
+
+    async def run():
+        srv_sock = socket.socket()
+        srv_sock.bind(("127.0.0.1", 0))
+        srv_sock.listen(1)
+        r, w = await asyncio.open_connection(sock=socket.create_connection(srv_sock.getsockname()))
+        conn, _ = srv_sock.accept()
+        conn.sendall(b"\x3b\x00")
+        try:
+            reader = CardReader(r, w, detect=pin, detect_level=0)
+            await reader.power_up()
+            await op(reader)
+        finally:
+            w.close()
+            conn.close()
+            srv_sock.close()
+
+    with pytest.raises(CardRemoved):
+        asyncio.run(run())
+
+
+def test_card_model_importable_by_debian_python():
+    import subprocess
+    import os
+    tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
+    p = subprocess.run(["/usr/bin/python3", "-c", "import sys; sys.path.insert(0, %r); import card_model;"
+                        "print(card_model.kdf(bytes.fromhex('fedcba98765432100123456789abcdef'),"
+                        "bytes.fromhex('8800000000000001')).hex())" % tools],
+                       capture_output=True, text=True)
+    assert p.stdout.strip() == "abda29639f7c41bb08b19986a484c1a8", p.stderr
