@@ -358,3 +358,45 @@ def test_card_model_importable_by_debian_python():
                         "bytes.fromhex('8800000000000001')).hex())" % tools],
                        capture_output=True, text=True)
     assert p.stdout.strip() == "abda29639f7c41bb08b19986a484c1a8", p.stderr
+
+
+def test_sim_process_control_socket_insert_pull_swap():
+    from card_sim_ctl import SimProcess
+
+    async def main():
+        q = asyncio.Queue()
+        srv = await asyncio.start_server(lambda r, w: q.put_nowait((r, w)), "127.0.0.1", 0)
+        port = srv.sockets[0].getsockname()[1]
+        loop = asyncio.get_running_loop()
+        sim = await loop.run_in_executor(None, SimProcess, port, "--mk-c", MK_C.hex(), "--count", "4")
+        try:
+            st = await loop.run_in_executor(None, lambda: sim.cmd(cmd="insert"))
+            assert st["ok"] and st["inserted"]
+            r, w = await asyncio.wait_for(q.get(), 5)
+            reader = CardReader(r, w)
+            await reader.power_up()
+            info = await uc.UserCard(reader, MK_C).read()
+            assert (info.count, info.amount) == (4, 10000)
+            st = await loop.run_in_executor(None, lambda: sim.cmd(cmd="pull"))
+            assert not st["inserted"] and st["bytes"] == reader.bytes_on_wire
+            with pytest.raises(CardRemoved):
+                await reader.transmit(b"\x00\xa4\x00\x00\x02\xdf\x01")
+            w.close()
+            clone = make_card()
+            clone._key = bytes(16)
+            st = await loop.run_in_executor(None, lambda: sim.cmd(cmd="swap", card=clone.to_json()))
+            assert st["inserted"]
+            r, w = await asyncio.wait_for(q.get(), 5)
+            reader = CardReader(r, w)
+            await reader.power_up()
+            with pytest.raises(uc.NotAuthentic):
+                await uc.UserCard(reader, MK_C).read()
+            w.close()
+            st = await loop.run_in_executor(None, lambda: sim.cmd(cmd="bogus"))
+            assert not st["ok"] and "unknown command" in st["error"]
+        finally:
+            await loop.run_in_executor(None, sim.close)
+            srv.close()
+        assert sim.proc.returncode == 0
+
+    asyncio.run(main())
