@@ -70,7 +70,7 @@ def _wrap_para(para, max_w, out):
             out.append(line)
             line, lw = "", 0
             continue
-        if tok in _NO_START and line:
+        if tok in _NO_START and len(line) > 1 and width(line[-1] + tok) <= max_w:
             # Carry the previous character down with the punctuation.
             prev = line[-1]
             out.append(line[:-1])

@@ -211,3 +211,36 @@ def test_wrap_rules():
     assert text.wrap("a\n\nb", 128) == ["a", "", "b"]
     with pytest.raises(ValueError):
         text.wrap("abc", 8)
+
+
+from hypothesis import given, settings, strategies as st  # noqa: E402
+
+_money = st.integers(-99999999, 99999999)
+_num = st.text("0123456789", min_size=12, max_size=12)
+
+
+@settings(max_examples=150, deadline=None)
+@given(name=st.sampled_from(screens.names()), lang=st.sampled_from(messages.LANGS),
+       amount=_money, balance=_money, customer=_num, meter=_num,
+       digits=st.text("0123456789", max_size=12), percent=st.integers(0, 100),
+       time=st.tuples(st.integers(2000, 2099), st.integers(1, 12), st.integers(1, 31),
+                      st.integers(0, 23), st.integers(0, 59)))
+def test_any_valid_values_fit(name, lang, **values):
+    screens.layout(name, lang, **render_screens.fields_for(name, values))
+
+
+_chars = st.text(st.sampled_from(messages.charset()), max_size=80)
+
+
+@settings(max_examples=200, deadline=None)
+@given(s=_chars, max_w=st.integers(16, 128))
+def test_wrap_property(s, max_w):
+    lines = text.wrap(s, max_w)
+    assert all(text.width(x) <= max_w for x in lines)
+    # Only spaces at breaks go missing; every other character stays, in order.
+    assert "".join(lines).replace(" ", "") == s.replace(" ", "")
+
+
+def test_wrap_carry_never_overflows():
+    assert text.wrap("ab，", 16) == ["ab", "，"]
+    assert text.wrap("电电，", 30) == ["电", "电，"]
