@@ -13,8 +13,10 @@ def test_full_session_and_credit_under_micropython(tmp_path):
     KeyStore("000000000099", MK_M, MK_C, bytes(range(1, 17))).save(path)
     with MeterSim(count=2, baud=9600) as sim:
         sim.fault("000000000002", "drop_reply_after_topup")
+        # 160k: here every module is compiled from source into the heap
+        # (about 60 KB of code objects); frozen on a board that is ROM.
         r = run_mp_json("host_tests/mp/security_session.py", sim.bus, 9600, path,
-                        heap="96k", timeout=120)
+                        heap="160k", timeout=120)
         m1, m2 = sim.meter("000000000001"), sim.meter("000000000002")
     assert r["serial"] == 8
     assert r["before"] == {"balance": 10000, "count": 1, "customer": "100000000001"}
