@@ -37,7 +37,7 @@ def free_port():
     return port
 
 
-def run_with_card(card, fn, pull_after=None, timeout=20, **sim_kw):
+def run_with_card(card, fn, pull_after=None, timeout=20, reader_kw=None, **sim_kw):
     """Insert `card` into a fresh CPython slot and return await fn(reader, sim)."""
 
     async def main():
@@ -52,7 +52,7 @@ def run_with_card(card, fn, pull_after=None, timeout=20, **sim_kw):
         sim.insert(pull_after)
         r, w = await asyncio.wait_for(q.get(), 5)
         try:
-            return await asyncio.wait_for(fn(CardReader(r, w), sim), timeout)
+            return await asyncio.wait_for(fn(CardReader(r, w, **(reader_kw or {})), sim), timeout)
         finally:
             w.close()
             srv.close()

@@ -400,3 +400,9 @@ def test_sim_process_control_socket_insert_pull_swap():
         assert sim.proc.returncode == 0
 
     asyncio.run(main())
+
+
+def test_half_duplex_echo_dropped():
+    card = make_card()
+    reader = run_with_card(card, read_and_write, echo=True, reader_kw={"echo": True})
+    assert card.files[cf.SFI_RETURN] == NEW_RETURN and reader.bytes_on_wire == 158

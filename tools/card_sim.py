@@ -45,8 +45,9 @@ class Wire:
     are let through, then the card is pulled. `baud` paces each character at
     12 etu (10 etu frame + 2 etu guard time), as on the real line."""
 
-    def __init__(self, sock, budget=None, baud=None):
+    def __init__(self, sock, budget=None, baud=None, echo=False):
         self.sock = sock
+        self.echo = echo  # loop the terminal's bytes back, as a half-duplex I/O line does
         self.budget = budget
         self.char_s = 12.0 / baud if baud else 0
         self.count = 0
@@ -79,6 +80,11 @@ class Wire:
                 raise Pulled()
             self._tick()
             out += b
+            if self.echo:
+                try:
+                    self.sock.sendall(b)
+                except OSError:
+                    raise Pulled()
         return bytes(out)
 
 
@@ -115,8 +121,9 @@ def serve_t0(wire, card, nulls=0, ack_each=False):
 class T0Sim:
     """Inserts a card into a terminal's TCP card slot, in a thread."""
 
-    def __init__(self, host, port, card, nulls=0, ack_each=False, baud=None):
+    def __init__(self, host, port, card, nulls=0, ack_each=False, baud=None, echo=False):
         self.addr = (host, port)
+        self.echo = echo
         self.card = card
         self.nulls = nulls
         self.ack_each = ack_each
@@ -144,7 +151,7 @@ class T0Sim:
         s.settimeout(None)
         s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = s
-        self.wire = Wire(s, pull_after, self.baud)
+        self.wire = Wire(s, pull_after, self.baud, self.echo)
         self._thread = threading.Thread(target=self._run, args=(s, self.wire), daemon=True)
         self._thread.start()
 

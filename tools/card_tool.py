@@ -19,6 +19,9 @@ Typical day at the sales office:
   4. Anything odd: show every file and check the card is genuine
        card_tool.py --key-file mkc.hex dump
 
+Blank cards come from the card supplier personalised with their serial and
+K_c = KDF(MK_C, serial); `issue` checks that before writing anything.
+
 A lost card: issue a blank card as `--type reissued` (for a never-opened
 meter: `--type opening`) with --count set to the customer's last purchase
 count.
