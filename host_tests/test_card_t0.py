@@ -406,3 +406,12 @@ def test_half_duplex_echo_dropped():
     card = make_card()
     reader = run_with_card(card, read_and_write, echo=True, reader_kw={"echo": True})
     assert card.files[cf.SFI_RETURN] == NEW_RETURN and reader.bytes_on_wire == 158
+
+
+def test_card_refusing_the_write_back_mac():
+    card = make_card()
+    card.refuse_mac = True  # card_sim --fault wrong-mac
+    old = card.files[cf.SFI_RETURN]
+    with pytest.raises(uc.MacWrong):
+        run_with_card(card, read_and_write)
+    assert card.files[cf.SFI_RETURN] == old

@@ -68,6 +68,7 @@ class Card:
         self._challenge = None
         self._pending = b""  # data waiting for GET RESPONSE
         self.log = []  # command headers seen, for tests
+        self.refuse_mac = False  # fault: answer 6988 to every secure write
 
     # -- construction helpers (what the sales office would do) --
     @classmethod
@@ -178,7 +179,7 @@ class Card:
         if sfi == cf.SFI_RETURN and not self.is_issued():
             return SW_UNISSUED
         body, m = data[:-4], data[-4:]
-        if rc is None or mac(self._key, rc + hdr + body) != m:
+        if rc is None or self.refuse_mac or mac(self._key, rc + hdr + body) != m:
             return SW_MAC
         self.files[sfi] = body  # one assignment: the write is atomic
         return SW_OK

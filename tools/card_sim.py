@@ -262,6 +262,8 @@ def card_from_args(a):
         p = bytearray(card.files[cf.SFI_PURSE])
         p[0:4] = cf.u32(cf.get_u32(p, 0) * 10 + 100)
         card.files[cf.SFI_PURSE] = bytes(p)
+    elif a.fault == "wrong-mac":
+        card.refuse_mac = True
     elif a.fault == "garbage-atr":
         card.atr = b"\x12\x34\x56"
     return card
@@ -332,7 +334,7 @@ def main(argv=None):
     p.add_argument("--customer", default="112233445566")
     p.add_argument("--amount", type=int, default=10000, help="fen")
     p.add_argument("--count", type=int, default=1)
-    p.add_argument("--fault", choices=("clone", "forged", "garbage-atr", "unissued"))
+    p.add_argument("--fault", choices=("clone", "forged", "garbage-atr", "unissued", "wrong-mac"))
     p.add_argument("--pull-after", type=int, help="t0: pull the card after N bytes on the line")
     p.add_argument("--hold", type=float, help="t0: pull the card after this many seconds")
     p.add_argument("--nulls", type=int, default=0, help="t0: NULL (60) bytes before each procedure byte")
