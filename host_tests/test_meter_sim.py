@@ -1,0 +1,387 @@
+"""The meter simulator, driven from the outside like a terminal would: raw
+sockets and PTYs, with a DL/T 645 codec and SM4 (gmssl, pure Python)
+written here, independent of both the simulator's and the firmware's."""
+import json
+import os
+import select
+import socket
+import struct
+import time
+import tty
+
+import pytest
+from gmssl.sm4 import SM4_ENCRYPT, CryptSM4
+
+import meter_sim_esam
+from meter_sim_ctl import MeterSim, MeterSimError
+
+M1, M2, M3 = "000000000001", "000000000002", "000000000003"
+MK = bytes.fromhex("0123456789abcdeffedcba9876543210")
+FAST = 115200
+
+
+# -- the test's own codec ------------------------------------------------------
+def addr_raw(addr):
+    return bytes(reversed(bytes.fromhex(addr)))
+
+
+def frame(addr, control, data=b""):
+    body = bytes([0x68]) + addr_raw(addr) + bytes([0x68, control, len(data)])
+    body += bytes((b + 0x33) & 0xFF for b in data)
+    return body + bytes([sum(body) & 0xFF, 0x16])
+
+
+def di(text):
+    """'00900200' -> the 4 bytes as sent (low byte first)."""
+    return bytes(reversed(bytes.fromhex(text)))
+
+
+def bcd(n, nbytes):
+    return bytes(reversed(bytes.fromhex("%0*d" % (2 * nbytes, n))))
+
+
+def unbcd(raw):
+    return int(bytes(reversed(raw)).hex())
+
+
+def split_frame(buf):
+    """-> (frame dict, rest) or (None, buf) if no complete frame yet."""
+    i = buf.find(b"\x68")
+    while i >= 0:
+        if len(buf) - i < 10:
+            return None, buf
+        if buf[i + 7] == 0x68:
+            end = i + 12 + buf[i + 9]
+            if end > len(buf):
+                return None, buf
+            raw = buf[i:end]
+            ok = sum(raw[:-2]) & 0xFF == raw[-2] and raw[-1] == 0x16
+            return {"addr": bytes(reversed(raw[1:7])).hex(), "c": raw[8],
+                    "data": bytes((b - 0x33) & 0xFF for b in raw[10:-2]),
+                    "ok": ok, "raw": raw, "pre": buf[:i]}, buf[end:]
+        i = buf.find(b"\x68", i + 1)
+    return None, buf
+
+
+class Client:
+    """A terminal on the bus: a TCP socket or a PTY slave fd."""
+
+    def __init__(self, sim=None, fd=None):
+        self.buf = b""
+        if fd is not None:
+            self.fd, self.sock = fd, None
+        else:
+            self.sock = socket.create_connection((sim.host, sim.port))
+            self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            self.fd = self.sock.fileno()
+
+    def close(self):
+        (self.sock.close() if self.sock else os.close(self.fd))
+
+    def send(self, raw):
+        if self.sock:
+            self.sock.sendall(raw)
+        else:
+            os.write(self.fd, raw)
+
+    def _recv(self, deadline):
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([self.fd], [], [], left)[0]:
+            return False
+        data = self.sock.recv(4096) if self.sock else os.read(self.fd, 4096)
+        assert data, "bus connection closed"
+        self.buf += data
+        return True
+
+    def reply(self, timeout=2.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            f, self.buf = split_frame(self.buf)
+            if f is not None:
+                return f
+            if not self._recv(deadline):
+                return None
+
+    def raw(self, timeout):
+        """Every byte arriving within timeout."""
+        deadline = time.monotonic() + timeout
+        while self._recv(deadline):
+            pass
+        out, self.buf = self.buf, b""
+        return out
+
+    def xfer(self, addr, control, data=b"", timeout=2.0):
+        self.send(b"\xfe" * 4 + frame(addr, control, data))
+        f = self.reply(timeout)
+        assert f is not None, "no reply"
+        assert f["ok"], "bad checksum in reply"
+        assert f["addr"] == addr
+        return f
+
+    def read(self, addr, item):
+        f = self.xfer(addr, 0x11, di(item))
+        assert f["c"] == 0x91 and f["data"][:4] == di(item), f
+        return f["data"][4:]
+
+    def sec(self, addr, item, payload):
+        return self.xfer(addr, 0x03, di(item) + b"\x01\x02\x03\x04" + payload)
+
+
+# -- the test's own crypto (gmssl) -------------------------------------------------
+def sm4(key, block):
+    c = CryptSM4()
+    c.set_key(key, SM4_ENCRYPT)
+    return c.crypt_ecb(block)[:16]
+
+
+def inv(b):
+    return bytes(x ^ 0xFF for x in b)
+
+
+def mac(key, data):
+    data = data + b"\x80" + bytes(-(len(data) + 1) % 16)
+    c = bytes(16)
+    for i in range(0, len(data), 16):
+        c = sm4(key, bytes(a ^ b for a, b in zip(c, data[i:i + 16])))
+    return c[:4]
+
+
+def kdf(mk, d):
+    return sm4(mk, d + inv(d))
+
+
+class Session:
+    """The terminal side of security-profile.md for one meter."""
+
+    def __init__(self, client, addr, key=None, meter_number=None):
+        self.c, self.addr = client, addr
+        self.F = addr_raw(meter_number or addr) + b"\x00\x00"
+        self.km = key or kdf(MK, self.F)
+        self.ks = None
+
+    def auth(self, r1=None, c1=None, F=None):
+        r1 = r1 or os.urandom(8)
+        F = F or self.F
+        c1 = c1 or sm4(self.km, r1 + F)[:8]
+        f = self.c.sec(self.addr, "070000FF", c1 + r1 + F)
+        if f["c"] == 0x83:
+            r2 = f["data"][4:8]
+            self.serial = f["data"][8:16]
+            self.ks = sm4(self.km, r1 + r2 + inv(r2))
+        return f
+
+    def readback(self):
+        r3 = os.urandom(4)
+        f = self.c.sec(self.addr, "078102FF", r3)
+        if f["c"] != 0x83:
+            return f, None
+        d = f["data"]
+        assert d[:4] == di("078102FF") and len(d) == 34
+        bal, mac_b, cnt, mac_c, cust = d[4:8], d[8:12], d[12:16], d[16:20], d[20:26]
+        good = (mac(self.ks, r3 + di("078102FF") + bal) == mac_b
+                and mac(self.ks, r3 + di("078102FF") + cnt + cust) == mac_c)
+        return f, {"balance": struct.unpack("<i", bal)[0], "count": struct.unpack("<I", cnt)[0],
+                   "customer": bytes(reversed(cust)).hex(), "macs_ok": good}
+
+    def topup(self, amount, count, customer, item="070102FF", mac1=None, mac2=None):
+        a, n, cu = struct.pack("<I", amount), struct.pack("<I", count), addr_raw(customer)
+        m1 = mac1 or mac(self.ks, di(item) + a + n)
+        m2 = mac2 or mac(self.ks, di(item) + cu + a + n)
+        return self.c.sec(self.addr, item, a + n + m1 + cu + m2)
+
+
+def serr(f):
+    assert f["c"] == 0xC3 and len(f["data"]) == 2, f
+    return f["data"][0] | f["data"][1] << 8
+
+
+@pytest.fixture
+def sim():
+    with MeterSim(count=3, baud=FAST, reply_delay_ms=0) as s:
+        yield s
+
+
+@pytest.fixture
+def bus(sim):
+    c = Client(sim)
+    yield c
+    c.close()
+
+
+# -- crypto: every vector of the profile ------------------------------------------
+def test_profile_vectors_sim_esam_and_oracle():
+    e = meter_sim_esam
+    K = bytes.fromhex("0123456789abcdeffedcba9876543210")
+    for f in (e.sm4, sm4):
+        assert f(K, K).hex() == "681edf34d206965e86b3e94f536e4246"
+    # x 1,000,000 on the library primitive the ESAM's sm4() wraps
+    enc = e.Cipher(e.algorithms.SM4(K), e.modes.ECB()).encryptor()
+    b = K
+    for _ in range(1000000):
+        b = enc.update(b)
+    assert b.hex() == "595298c7c6fd271f0402f804c33d3f66"
+    F = e.dispersion(addr_raw(M1))
+    assert F.hex() == "0100000000000000"
+    km = e.kdf(K, F)
+    assert km.hex() == "26bb77cac267c4de9a287954aea3abfb" == kdf(K, F).hex()
+    r1, r2 = bytes.fromhex("1122334455667788"), bytes.fromhex("a1b2c3d4")
+    assert e.sm4(km, r1 + F)[:8].hex() == "f22731e8392ca211"
+    ks = e.sm4(km, r1 + r2 + e.invert(r2))
+    assert ks.hex() == "8b32dd3a0fe9028e945488f4aa6b8c29"
+    assert e.mac(ks, b"").hex() == "01096bb0" == mac(ks, b"").hex()
+    amount, count = bytes.fromhex("10270000"), bytes.fromhex("02000000")
+    assert e.mac(ks, e.DI_TOPUP + amount + count).hex() == "850afb23"
+    cust = bytes.fromhex("665544332211")
+    assert e.mac(ks, e.DI_TOPUP + cust + amount + count).hex() == "ee062820"
+    assert mac(ks, di("070102FF") + cust + amount + count).hex() == "ee062820"
+    # the card-side vectors use the same primitives
+    kc = e.kdf(bytes.fromhex("fedcba98765432100123456789abcdef"), bytes.fromhex("8800000000000001"))
+    assert kc.hex() == "abda29639f7c41bb08b19986a484c1a8"
+    rt = bytes.fromhex("0102030405060708")
+    assert e.sm4(kc, rt + e.invert(rt))[:8].hex() == "9bfb8b0670768b7a"
+    param = bytes.fromhex("02010000000000665544332211")
+    assert e.mac(kc, param + amount + count).hex() == "75e8f6fb"
+    data = bytes.fromhex("983a00000200000000990000000000301924112600000000")
+    m = e.mac(kc, bytes.fromhex("11223344") + bytes.fromhex("04d685001c") + data)
+    assert m.hex() == "67234f26"
+
+
+def test_esam_bad_inputs():
+    e = meter_sim_esam
+    with pytest.raises(ValueError):
+        e.sm4(bytes(15), bytes(16))
+    with pytest.raises(ValueError):
+        e.kdf(bytes(16), bytes(7))
+    with pytest.raises(ValueError):
+        e.s32(0x80000000)
+    assert e.s32(-1) == b"\xff\xff\xff\xff"
+    assert e.s32(-5000) == struct.pack("<i", -5000)
+
+
+# -- reads ---------------------------------------------------------------------------
+def test_read_each_item(sim, bus):
+    assert unbcd(bus.read(M1, "00000000")) == 11234
+    assert unbcd(bus.read(M2, "00000000")) == 21234
+    assert unbcd(bus.read(M1, "00900200")) == 10000
+    assert unbcd(bus.read(M1, "00900201")) == 0
+    assert unbcd(bus.read(M1, "03330201")) == 1
+    assert bus.read(M1, "04000402") == addr_raw(M1)
+    assert bus.read(M1, "0400040E") == addr_raw("100000000001")
+    assert bus.read(M1, "04000503") == b"\x00\x00"
+    block = bus.read(M2, "0001FF00")
+    assert [unbcd(block[i:i + 4]) for i in range(0, 20, 4)] == [21234, 5310, 5308, 5308, 5308]
+    sim.set(M1, balance=-1234, count=12345, relay_open=True, opened=False,
+            meter_number="123456789012", customer="000000000000",
+            clock=[26, 11, 24, 19, 30, 5])
+    assert unbcd(bus.read(M1, "00900200")) == 0
+    assert unbcd(bus.read(M1, "00900201")) == 1234
+    assert unbcd(bus.read(M1, "03330201")) == 2345
+    assert bus.read(M1, "04000402") == addr_raw("123456789012")
+    assert bus.read(M1, "0400040E") == bytes(6)
+    assert bus.read(M1, "04000503") == (0x4010).to_bytes(2, "little")
+    assert bus.read(M1, "04000101") == bytes([0x02, 0x24, 0x11, 0x26])  # Tuesday
+    t = bus.read(M1, "04000102")
+    assert t[2] == 0x19 and t[1] == 0x30 and unbcd(t[0:1]) in range(5, 9)
+    sim.set(M1, balance=123456789)          # beyond 8 BCD digits: saturates
+    assert unbcd(bus.read(M1, "00900200")) == 99999999
+
+
+def test_unknown_item_and_short_read(bus):
+    f = bus.xfer(M1, 0x11, di("04000999"))
+    assert f["c"] == 0xD1 and f["data"] == b"\x02"
+    f = bus.xfer(M1, 0x11, b"\x00\x01")
+    assert f["c"] == 0xD1 and f["data"] == b"\x01"
+
+
+def test_follow_up_split(sim, bus):
+    sim.set(M2, max_data=6)
+    whole = b""
+    f = bus.xfer(M2, 0x11, di("0001FF00"))
+    assert f["c"] == 0xB1 and f["data"][:4] == di("0001FF00") and len(f["data"]) == 10
+    whole += f["data"][4:]
+    for seq, control in ((1, 0xB2), (2, 0xB2), (3, 0x92)):
+        f = bus.xfer(M2, 0x12, di("0001FF00") + bytes([seq]))
+        assert f["c"] == control, (seq, f)
+        assert f["data"][:4] == di("0001FF00") and f["data"][-1] == seq
+        whole += f["data"][4:-1]
+    assert [unbcd(whole[i:i + 4]) for i in range(0, 20, 4)] == [21234, 5310, 5308, 5308, 5308]
+    f = bus.xfer(M2, 0x12, di("0001FF00") + b"\x04")
+    assert f["c"] == 0xD2 and f["data"] == b"\x02"
+    f = bus.xfer(M1, 0x12, di("0001FF00") + b"\x01")      # nothing pending there
+    assert f["c"] == 0xD2
+    sim.set(M2, max_data=200)
+    assert len(bus.read(M2, "0001FF00")) == 20
+
+
+# -- addressing ------------------------------------------------------------------------
+def test_only_the_addressed_meter_answers(sim, bus):
+    bus.send(frame("000000000009", 0x11, di("00000000")))
+    bus.send(frame(M2, 0x91, di("00000000") + bcd(1, 4)))     # an echo of a reply
+    bad = bytearray(frame(M2, 0x11, di("00000000")))
+    bad[-2] ^= 1
+    bus.send(bytes(bad))
+    assert bus.raw(0.15) == b""
+    f = bus.xfer(M3, 0x11, di("00000000"))
+    assert f["addr"] == M3 and f["c"] == 0x91 and f["pre"] == b"\xfe" * 4
+    assert bus.raw(0.1) == b""                                # nobody else spoke
+    s = sim.stats()
+    assert s["requests"] == 2 and s["replies"] == 1      # echo and bad frame not counted
+    assert s["rx_bytes"] == 16 + 20 + 16 + 20 and s["tx_bytes"] == 4 + 20
+
+
+def test_request_split_over_chunks_after_noise(bus):
+    raw = b"\x00\x68\x12\xfe\xfe" + frame(M1, 0x11, di("00900200"))
+    for i in range(0, len(raw), 3):
+        bus.send(raw[i:i + 3])
+        time.sleep(0.005)
+    f = bus.reply()
+    assert f and f["c"] == 0x91 and unbcd(f["data"][4:]) == 10000
+
+
+def test_read_address_alone_and_collision(sim, bus):
+    bus.send(frame("AAAAAAAAAAAA", 0x13))
+    f = bus.reply()
+    assert not f["ok"]                          # three meters: a collision
+    for a in (M2, M3):
+        sim.control("remove", address=a)
+    bus.send(frame("AAAAAAAAAAAA", 0x13))
+    f = bus.reply()
+    assert f["ok"] and f["c"] == 0x93 and f["addr"] == M1 and f["data"] == addr_raw(M1)
+
+
+# -- writes and time ----------------------------------------------------------------------
+def wr(item, value, level=2, password="000000"):
+    return di(item) + bytes([level]) + bcd(int(password), 3) + b"\x11\x22\x33\x44" + value
+
+
+def test_write_clock_and_password(sim, bus):
+    f = bus.xfer(M1, 0x14, wr("04000102", bytes([0x45, 0x59, 0x23]), password="000001"))
+    assert f["c"] == 0xD4 and f["data"] == b"\x04"
+    f = bus.xfer(M1, 0x14, wr("04000102", bytes([0x45, 0x59, 0x23]), level=4))
+    assert f["c"] == 0xD4 and f["data"] == b"\x04"
+    f = bus.xfer(M1, 0x14, wr("04000402", bytes(6)))
+    assert f["c"] == 0xD4 and f["data"] == b"\x02"
+    f = bus.xfer(M1, 0x14, wr("04000102", bytes([0x45, 0x61, 0x23])))   # 61 minutes
+    assert f["c"] == 0xD4 and f["data"] == b"\x01"
+    f = bus.xfer(M1, 0x14, wr("04000101", bytes([0x00, 0x30, 0x02, 0x27])))  # 30 Feb
+    assert f["c"] == 0xD4 and f["data"] == b"\x01"
+    f = bus.xfer(M1, 0x14, wr("04000101", bytes([0x00, 0x31, 0x12, 0x26])))
+    assert f["c"] == 0x94 and f["data"] == b""
+    f = bus.xfer(M1, 0x14, wr("04000102", bytes([0x45, 0x59, 0x23])))
+    assert f["c"] == 0x94
+    assert sim.meter(M1)["clock"][:5] == [26, 12, 31, 23, 59]
+    assert sim.meter(M2)["clock"][:3] != [26, 12, 31]
+    sim.set(M1, password="123456")
+    f = bus.xfer(M1, 0x14, wr("04000102", bytes([0x00, 0x00, 0x12]), password="123456"))
+    assert f["c"] == 0x94 and sim.meter(M1)["clock"][3] == 12
+
+
+def test_broadcast_time_sets_every_clock_without_reply(sim, bus):
+    bus.send(frame("999999999999", 0x08, bytes([0x07, 0x30, 0x19, 0x24, 0x11, 0x26])))
+    assert bus.raw(0.15) == b""
+    for m in sim.control("list")["meters"]:
+        assert m["clock"][:5] == [26, 11, 24, 19, 30]
+    assert bus.read(M3, "04000101") == bytes([0x02, 0x24, 0x11, 0x26])
+    bus.send(frame("999999999999", 0x08, bytes([0x07, 0x30, 0x19, 0x32, 0x11, 0x26])))
+    assert bus.raw(0.1) == b""
+    assert sim.meter(M1)["clock"][2] == 24                    # 32 Nov ignored
