@@ -11,8 +11,10 @@ MK_C = bytes.fromhex("fedcba98765432100123456789abcdef")
 def test_full_session_and_credit_under_micropython(tmp_path):
     path = str(tmp_path / "keystore.bin")
     KeyStore("000000000099", MK_M, MK_C, bytes(range(1, 17))).save(path)
-    with MeterSim(count=2, baud=9600) as sim:
+    with MeterSim(count=4, baud=9600) as sim:
         sim.fault("000000000002", "drop_reply_after_topup")
+        sim.set("000000000003", balance=-1)
+        sim.set("000000000004", balance=-0x80000000)
         # 160k: here every module is compiled from source into the heap
         # (about 60 KB of code objects); frozen on a board that is ROM.
         r = run_mp_json("host_tests/mp/security_session.py", sim.bus, 9600, path,
@@ -25,6 +27,7 @@ def test_full_session_and_credit_under_micropython(tmp_path):
     assert r["after_end"] == "NotAuthenticated"
     assert r["credit"] == ["credited", {"balance": 10000, "count": 1, "customer": "100000000002"},
                            {"balance": 10700, "count": 2, "customer": "100000000002"}]
+    assert r["negative"] == [-1, -0x80000000]  # two's complement by hand
     assert r["count_error"] == 0x20 and r["wrong_key"] == 0x08
     assert (m1["balance"], m1["count"]) == (22345, 2)
     assert (m2["balance"], m2["count"]) == (10700, 2)  # credited once despite the lost reply

@@ -1,6 +1,7 @@
 # Under MicroPython, through the real RS-485 driver and the unix board's
 # UART: a full security session on meter 1, then credit() on meter 2 (the
-# test arms drop_reply_after_topup there first). Keys from a key store file.
+# test arms drop_reply_after_topup there first), then the signed balances
+# of meters 3 and 4. Keys from a key store file.
 #   micropython security_session.py BUS BAUD KEYSTORE
 # Last line: JSON of what happened (never a key).
 import asyncio
@@ -45,6 +46,13 @@ async def main(spec, baud, path):
                         700, 4, "100000000002", ks.operator_code)
     except ms.CountError as e:
         out["count_error"] = e.serr
+    neg = []
+    for a in ("000000000003", "000000000004"):  # set to overdrafts by the test
+        s = ms.MeterSession(client, a, ks.meter_key(a))
+        await s.authenticate()
+        neg.append((await s.read_back()).balance)
+        await s.end()
+    out["negative"] = neg
     bad = ms.MeterSession(client, "000000000001", bytes(range(16)))
     try:
         await bad.authenticate()
