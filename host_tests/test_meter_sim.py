@@ -176,7 +176,7 @@ class Session:
         if f["c"] != 0x83:
             return f, None
         d = f["data"]
-        assert d[:4] == di("078102FF") and len(d) == 34
+        assert d[:4] == di("078102FF") and len(d) == 30 and d[26:] == bytes(4)
         bal, mac_b, cnt, mac_c, cust = d[4:8], d[8:12], d[12:16], d[16:20], d[20:26]
         good = (mac(self.ks, r3 + di("078102FF") + bal) == mac_b
                 and mac(self.ks, r3 + di("078102FF") + cnt + cust) == mac_c)
@@ -185,8 +185,9 @@ class Session:
 
     def topup(self, amount, count, customer, item="070102FF", mac1=None, mac2=None):
         a, n, cu = struct.pack("<I", amount), struct.pack("<I", count), addr_raw(customer)
-        m1 = mac1 or mac(self.ks, di(item) + a + n)
-        m2 = mac2 or mac(self.ks, di(item) + cu + a + n)
+        ks = self.ks or bytes(16)           # no session yet: any key
+        m1 = mac1 or mac(ks, di(item) + a + n)
+        m2 = mac2 or mac(ks, di(item) + cu + a + n)
         return self.c.sec(self.addr, item, a + n + m1 + cu + m2)
 
 
@@ -385,3 +386,177 @@ def test_broadcast_time_sets_every_clock_without_reply(sim, bus):
     bus.send(frame("999999999999", 0x08, bytes([0x07, 0x30, 0x19, 0x32, 0x11, 0x26])))
     assert bus.raw(0.1) == b""
     assert sim.meter(M1)["clock"][2] == 24                    # 32 Nov ignored
+
+
+# -- security authentication (control code 03) ----------------------------------------------
+def test_full_session_auth_readback_topup_readback(sim, bus):
+    s = Session(bus, M1)
+    f = s.auth()
+    assert f["c"] == 0x83 and f["data"][:4] == di("070000FF") and len(f["data"]) == 16
+    assert s.serial == bytes.fromhex(sim.meter(M1)["esam_serial"])
+    f, rb = s.readback()
+    assert rb == {"balance": 10000, "count": 1, "customer": "100000000001", "macs_ok": True}
+    f = s.topup(2550, 2, "100000000001")
+    assert f["c"] == 0x83 and f["data"] == di("070102FF")
+    f, rb = s.readback()
+    assert rb["balance"] == 12550 and rb["count"] == 2 and rb["macs_ok"]
+    assert unbcd(bus.read(M1, "00900200")) == 12550
+    assert unbcd(bus.read(M1, "03330201")) == 2
+    f = s.c.sec(M1, "070002FF", b"")                          # end session
+    assert f["c"] == 0x83 and f["data"] == di("070002FF")
+    assert serr(s.readback()[0]) == 0x08
+    # two fresh sessions never share a key (R2 is random)
+    s2 = Session(bus, M1)
+    s2.auth(r1=b"\x11" * 8)
+    k1 = s2.ks
+    s2.auth(r1=b"\x11" * 8)
+    assert s2.ks != k1
+
+
+def test_readback_of_an_overdraft_is_signed(sim, bus):
+    sim.set(M2, balance=-4321, customer="112233445566")
+    s = Session(bus, M2)
+    s.auth()
+    _, rb = s.readback()
+    assert rb["balance"] == -4321 and rb["customer"] == "112233445566" and rb["macs_ok"]
+
+
+def test_auth_uses_the_key_in_the_state(sim, bus):
+    key = bytes(range(16))
+    sim.set(M3, key=key.hex(), meter_number="000000000777")
+    assert serr(Session(bus, M3, meter_number="000000000777").auth()) == 0x08
+    s = Session(bus, M3, key=key, meter_number="000000000777")
+    assert s.auth()["c"] == 0x83
+    sim.set(M3, key=None)            # back to the derived key (of the new meter number)
+    assert Session(bus, M3, meter_number="000000000777").auth()["c"] == 0x83
+
+
+def expect_unchanged(sim, bus, addr, balance, count):
+    m = sim.meter(addr)
+    assert (m["balance"], m["count"]) == (balance, count)
+    assert unbcd(bus.read(addr, "00900200")) == max(balance, 0)
+
+
+def test_identity_refusals_and_daily_lockout(sim, bus):
+    s = Session(bus, M1)
+    assert serr(s.auth(c1=b"\x00" * 8)) == 0x08                     # wrong C1
+    wrong_f = addr_raw(M2) + b"\x00\x00"
+    r1 = os.urandom(8)
+    assert serr(s.auth(r1=r1, F=wrong_f, c1=sm4(s.km, r1 + wrong_f)[:8])) == 0x08  # wrong F
+    bad_tail = addr_raw(M1) + b"\x00\x01"
+    assert serr(s.auth(r1=r1, F=bad_tail, c1=sm4(s.km, r1 + bad_tail)[:8])) == 0x08
+    short = s.c.sec(M1, "070000FF", bytes(23))
+    assert serr(short) == 0x01
+    assert sim.meter(M1)["failures"] == 3
+    sim.set(M1, failures=14)
+    assert serr(s.auth(c1=b"\x01" * 8)) == 0x08                     # the 15th failure
+    assert serr(s.auth()) == 0x08                                   # 16th: even a good one
+    assert sim.meter(M1)["failures"] == 15
+    assert Session(bus, M2).auth()["c"] == 0x83                     # other meters unaffected
+    sim.control("new_day")
+    assert s.auth()["c"] == 0x83
+    expect_unchanged(sim, bus, M1, 10000, 1)
+
+
+def test_topup_refusals_leave_balance_and_count(sim, bus):
+    s = Session(bus, M1)
+    cust = "100000000001"
+    assert serr(s.topup(100, 2, cust)) == 0x08                      # no session
+    cases = [
+        (dict(mac1=b"\x00" * 4), 0x04),                             # forged MAC1
+        (dict(mac2=b"\x00" * 4), 0x04),                             # forged MAC2
+        (dict(customer="100000000002"), 0x10),                      # customer mismatch
+        (dict(count=3), 0x20),                                      # count + 2
+        (dict(count=0), 0x20),                                      # count going back
+        (dict(count=1), 0x02),                                      # repeat
+        (dict(amount=99999999 - 10000 + 1), 0x40),                  # over the hoarding limit
+    ]
+    for change, bit in cases:
+        kw = dict(amount=100, count=2, customer=cust)
+        kw.update(change)
+        s.auth()
+        assert serr(s.topup(**kw)) == bit, change
+        assert serr(s.readback()[0]) == 0x08, "an SERR reply ends the session"
+        expect_unchanged(sim, bus, M1, 10000, 1)
+    s.auth()
+    assert s.topup(99999999 - 10000, 2, cust)["c"] == 0x83          # exactly at the limit
+    expect_unchanged(sim, bus, M1, 99999999, 2)
+
+
+def test_topup_checks_session_before_account_and_macs(sim, bus):
+    sim.set(M2, opened=False)
+    s = Session(bus, M2)
+    assert serr(s.topup(100, 2, "100000000002", mac1=bytes(4))) == 0x08
+    s.auth()
+    assert serr(s.topup(100, 2, "100000000002", mac1=bytes(4))) == 0x01   # not opened
+    s.auth()
+    assert serr(s.topup(100, 2, "100000000009")) == 0x01
+    s.auth()
+    assert serr(s.c.sec(M2, "070102FF", bytes(21))) == 0x01          # short payload
+    expect_unchanged(sim, bus, M2, 10000, 1)
+
+
+def test_replayed_topup_frame_lands_once(sim, bus):
+    s = Session(bus, M1)
+    s.auth()
+    assert s.topup(500, 2, "100000000001")["c"] == 0x83
+    topup = [h for h in sim.control("log")["frames"] if bytes.fromhex(h)[8] == 0x03][-1]
+    reply = sim.control("inject", hex=topup)["reply"]              # same session, same MACs
+    f, _ = split_frame(bytes.fromhex(reply))
+    assert serr(f) == 0x02
+    s.auth()
+    reply = sim.control("inject", hex=topup)["reply"]              # old MACs, new session
+    assert serr(split_frame(bytes.fromhex(reply))[0]) == 0x04
+    expect_unchanged(sim, bus, M1, 10500, 2)
+
+
+def test_session_expiry(sim, bus):
+    sim.set(M1, session_minutes=0.002)                  # 120 ms
+    s = Session(bus, M1)
+    s.auth()
+    assert s.readback()[1]["macs_ok"]
+    time.sleep(0.2)
+    assert serr(s.topup(100, 2, "100000000001")) == 0x08
+    sim.set(M1, session_minutes=5)
+    s.auth()
+    sim.control("expire_sessions", address=M1)
+    assert serr(s.topup(100, 2, "100000000001")) == 0x08
+    s.auth()
+    sim.control("expire_sessions")
+    assert serr(s.readback()[0]) == 0x08
+    expect_unchanged(sim, bus, M1, 10000, 1)
+
+
+def test_open_account_and_replace(sim, bus):
+    m = sim.control("replace", address=M3, new_address="000000000033")["meter"]
+    assert (m["balance"], m["count"], m["opened"], m["customer"]) == (5000, 0, False, "000000000000")
+    assert bus.reply(0) is None
+    bus.send(frame(M3, 0x11, di("00000000")))
+    assert bus.raw(0.1) == b""                           # the old address is gone
+    assert bus.read("000000000033", "04000503") == (0x4000).to_bytes(2, "little")
+    old = Session(bus, "000000000033", key=kdf(MK, addr_raw(M3) + b"\x00\x00"))
+    assert serr(old.auth()) == 0x08                      # the old meter's key fails
+    s = Session(bus, "000000000033")
+    s.auth()
+    assert serr(s.topup(1000, 1, "112233445566")) == 0x01          # terminal top-up refused
+    s.auth()
+    assert serr(s.topup(1000, 2, "112233445566", item="070101FF")) == 0x20
+    s.auth()
+    f = s.topup(1000, 1, "112233445566", item="070101FF")
+    assert f["c"] == 0x83 and f["data"] == di("070101FF")
+    m = sim.meter("000000000033")
+    assert (m["balance"], m["count"], m["opened"], m["customer"]) == (6000, 1, True, "112233445566")
+    s.auth()
+    assert serr(s.topup(1000, 2, "112233445566", item="070101FF")) == 0x01  # already open
+    s.auth()
+    assert s.topup(1000, 2, "112233445566")["c"] == 0x83
+    assert sim.meter("000000000033")["balance"] == 7000
+    key = bytes(range(16))
+    sim.control("replace", address="000000000033", new_address="000000000044", key=key.hex())
+    assert Session(bus, "000000000044", key=key).auth()["c"] == 0x83
+
+
+def test_unknown_security_di_and_short_request(bus):
+    assert serr(bus.sec(M1, "07000FFF", b"")) == 0x01
+    f = bus.xfer(M1, 0x03, di("070000FF"))
+    assert serr(f) == 0x01
