@@ -215,3 +215,14 @@ def test_random_keys_micropython_both_paths_agree_with_openssl():
         dec = OCipher(algorithms.SM4(k), modes.ECB()).decryptor()
         assert vd == pd == (dec.update(b) + dec.finalize()).hex()
         assert vm == pm == ossl_mac(k, d).hex()
+
+
+def test_bench_runs_and_reports_its_targets():
+    import sys
+    p = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "bench_sm4.py"), "300"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    out = p.stdout
+    assert "WARNING" not in out
+    assert "top-up bus time at 2400 baud: 338 chars" in out
+    assert out.count("target") == 2
