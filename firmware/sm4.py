@@ -7,11 +7,11 @@
 
 Runs unchanged under CPython and MicroPython. The rounds use four 256-word
 "T tables" (S-box followed by the linear map L), built once at import
-(4 KB). On
-MicroPython the rounds run in sm4_viper (native 32-bit words: on a 32-bit
-port a 32-bit value is not a small int, so plain bytecode allocates on every
-XOR); it is used only if it loads and reproduces the standard's vector, else
-the plain path below gives the same answers, slower.
+(4 KB). On MicroPython the key schedule and the rounds run in sm4_viper
+(native 32-bit words: on a 32-bit port a 32-bit value is not a small int,
+so plain bytecode allocates on every XOR); it is used only if it loads and
+reproduces the standard's vector, else the plain path below gives the same
+answers, slower.
 
 Nothing in here prints or logs a key or an intermediate value.
 """
@@ -176,6 +176,9 @@ class Cipher:
     def encrypt_into(self, src16, dst16):
         """Encrypt src16 into the 16-byte bytearray dst16 (may be the same
         buffer): no allocation, for loops and benchmarks."""
+        # checked even here: the viper code would write past a short buffer
+        if len(src16) != 16 or len(dst16) != 16 or type(dst16) is not bytearray:
+            raise ValueError("encrypt_into: blocks must be 16 bytes, output a bytearray")
         _crypt(self._rk, src16, dst16)
 
     def decrypt(self, block16):
@@ -222,6 +225,7 @@ def mac(key16, data):
 if _crypt_fast is not None:
     _k = b"\x01\x23\x45\x67\x89\xab\xcd\xef\xfe\xdc\xba\x98\x76\x54\x32\x10"
     _o = bytearray(16)
+    _rk = None
     try:
         _rk = _schedule_viper(_k)
         if _rk != _schedule_plain(_k):
@@ -231,5 +235,5 @@ if _crypt_fast is not None:
         _o = None
     if _o != b"\x68\x1e\xdf\x34\xd2\x06\x96\x5e\x86\xb3\xe9\x4f\x53\x6e\x42\x46":
         _crypt_fast = None
-    del _k, _o
+    del _k, _o, _rk
 use_fast(True)

@@ -121,6 +121,13 @@ def test_wrong_lengths_raise_value_error(call):
         call()
 
 
+@pytest.mark.parametrize("src, dst", [(K[:8], bytearray(16)), (K, bytearray(8)),
+                                      (K, bytes(16)), (K + K, bytearray(32))])
+def test_encrypt_into_refuses_what_the_viper_code_would_overrun(src, dst):
+    with pytest.raises(ValueError, match="16 bytes"):
+        sm4.Cipher(K).encrypt_into(src, dst)
+
+
 @pytest.mark.parametrize("call", [
     lambda: sm4.encrypt("0123456789abcdef", K),
     lambda: sm4.encrypt(K, list(K)),
@@ -170,6 +177,7 @@ def test_one_million_cpython():
 def test_profile_vectors_micropython_both_paths():
     out = run_mp_json("host_tests/mp/sm4_vectors.py", "0", heap="64k")
     assert out["fast"] is True, "the viper path did not load or failed its self-check"
+    assert out["guards"] == ["refused"] * 3
     for path in ("viper", "plain"):
         r = out[path]
         for extra, n in (("mac16", 16), ("mac17", 17), ("mac31", 31)):

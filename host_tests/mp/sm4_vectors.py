@@ -48,6 +48,14 @@ def run():
 
 
 out = {"fast": sm4.use_fast(True)}
+guards = []
+for src, dst in ((K[0:8], bytearray(16)), (K, bytearray(8)), (K, bytes(16))):
+    try:
+        sm4.Cipher(K).encrypt_into(src, dst)
+        guards.append("written")
+    except ValueError:
+        guards.append("refused")
+out["guards"] = guards
 out["viper"] = run()
 sm4.use_fast(False)
 out["plain"] = run() if N == 0 or len(sys.argv) > 2 else {}
