@@ -560,3 +560,312 @@ def test_unknown_security_di_and_short_request(bus):
     assert serr(bus.sec(M1, "07000FFF", b"")) == 0x01
     f = bus.xfer(M1, 0x03, di("070000FF"))
     assert serr(f) == 0x01
+
+
+# -- faults, each observable on the wire --------------------------------------------------
+def test_fault_no_reply_then_normal(sim, bus):
+    sim.fault(M1, "no_reply", times=2)
+    for _ in range(2):
+        bus.send(frame(M1, 0x11, di("00000000")))
+        assert bus.raw(0.15) == b""
+    assert unbcd(bus.read(M1, "00000000")) == 11234
+    assert unbcd(bus.read(M2, "00000000")) == 21234
+
+
+def test_fault_until_cleared(sim, bus):
+    sim.fault(M2, "no_reply", times=-1)
+    for _ in range(3):
+        bus.send(frame(M2, 0x11, di("00000000")))
+        assert bus.raw(0.1) == b""
+    sim.fault(M2, "none")
+    assert unbcd(bus.read(M2, "00000000")) == 21234
+
+
+def test_fault_late(sim, bus):
+    sim.fault(M1, "late", ms=300)
+    t = time.monotonic()
+    bus.send(frame(M1, 0x11, di("00000000")))
+    assert bus.reply(0.2) is None
+    f = bus.reply(1.0)
+    assert f["ok"] and f["c"] == 0x91 and 0.29 <= time.monotonic() - t < 0.6
+
+
+def test_fault_bad_checksum_garbage_echo_truncated(sim, bus):
+    req = b"\xfe" * 4 + frame(M1, 0x11, di("00900200"))
+    good = frame(M1, 0x91, di("00900200") + bcd(10000, 4))
+
+    sim.fault(M1, "bad_checksum")
+    bus.send(req)
+    out = bus.raw(0.15)
+    assert out[:4] == b"\xfe" * 4 and out[4:-2] == good[:-2] and out[-2] != good[-2]
+
+    sim.fault(M1, "garbage")
+    bus.send(req)
+    out = bus.raw(0.15)
+    assert out.endswith(b"\xfe" * 4 + good)
+    junk = out[:-len(good) - 4]
+    assert len(junk) >= 1 and 0x68 not in junk
+
+    sim.fault(M1, "echo")
+    bus.send(req)
+    assert bus.raw(0.15) == req + b"\xfe" * 4 + good
+
+    sim.fault(M1, "truncated")
+    bus.send(req)
+    assert bus.raw(0.15) == b"\xfe" * 4 + good[:len(good) // 2]
+
+    bus.send(req)
+    assert bus.raw(0.15) == b"\xfe" * 4 + good                     # all used up
+
+
+def test_fault_bad_readback_mac_counts_readbacks_only(sim, bus):
+    sim.fault(M1, "bad_readback_mac")
+    s = Session(bus, M1)
+    s.auth()                                        # not a read-back: fault kept
+    f, rb = s.readback()
+    assert f["ok"] and rb["balance"] == 10000 and rb["count"] == 1 and not rb["macs_ok"]
+    assert s.readback()[1]["macs_ok"]
+
+
+def test_fault_drop_reply_after_topup(sim, bus):
+    sim.fault(M1, "drop_reply_after_topup")
+    s = Session(bus, M1)
+    s.auth()                                        # answered
+    assert s.readback()[1]["macs_ok"]
+    a, n = struct.pack("<I", 700), struct.pack("<I", 2)
+    cu = addr_raw("100000000001")
+    payload = a + n + mac(s.ks, di("070102FF") + a + n) + cu + mac(s.ks, di("070102FF") + cu + a + n)
+    bus.send(frame(M1, 0x03, di("070102FF") + bytes(4) + payload))
+    assert bus.raw(0.2) == b""                      # credited, but silent
+    _, rb = s.readback()
+    assert rb["balance"] == 10700 and rb["count"] == 2 and rb["macs_ok"]
+    assert serr(s.topup(700, 2, "100000000001")) == 0x02   # the retry is a repeat, answered
+
+
+def test_fault_bad_arguments(sim):
+    with pytest.raises(MeterSimError, match="unknown fault kind"):
+        sim.fault(M1, "explode")
+    with pytest.raises(MeterSimError, match="times"):
+        sim.fault(M1, "late", times=0)
+    with pytest.raises(MeterSimError, match="ms"):
+        sim.fault(M1, "late", ms=-5)
+    with pytest.raises(MeterSimError, match="no meter"):
+        sim.fault("000000000099", "late")
+
+
+# -- pacing --------------------------------------------------------------------------
+def test_pacing_at_2400_baud():
+    with MeterSim(count=1, baud=2400, reply_delay_ms=20) as sim:
+        bus = Client(sim)
+        char = 11 / 2400
+        req = b"\xfe" * 4 + frame(M1, 0x11, di("0001FF00"))       # 20 bytes
+        t0 = time.monotonic()
+        bus.send(req)
+        arrivals = []
+        got = b""
+        while len(got) < 4 + 12 + 24:
+            assert select.select([bus.fd], [], [], 2)[0]
+            chunk = bus.sock.recv(100)
+            got += chunk
+            arrivals.append((time.monotonic(), len(got)))
+        t_end = arrivals[-1][0]
+        n = len(got)
+        # the request takes 20 char times on the wire, then 20 ms, then n chars
+        assert t_end - t0 >= len(req) * char + 0.020 + n * char - 0.001
+        assert t_end - t0 < len(req) * char + 0.020 + n * char + 0.050
+        # paced: bytes never run ahead of the absolute schedule
+        start = t_end - n * char
+        for t, count in arrivals:
+            assert t >= start + count * char - 0.002, (t - start, count)
+        assert split_frame(got)[0]["ok"]
+        s = sim.stats()
+        assert s["tx_bytes"] == n and s["rx_bytes"] == len(req)
+        bus.close()
+
+
+def test_per_meter_reply_delay():
+    with MeterSim(count=2, baud=FAST, reply_delay_ms=0) as sim:
+        bus = Client(sim)
+        sim.set(M2, reply_delay_ms=250)
+        t = time.monotonic()
+        bus.read(M1, "00000000")
+        assert time.monotonic() - t < 0.1
+        t = time.monotonic()
+        bus.read(M2, "00000000")
+        assert 0.25 <= time.monotonic() - t < 0.4
+        bus.close()
+
+
+# -- control interface --------------------------------------------------------------------
+def test_control_state_commands(sim, bus):
+    meters = sim.control("list")["meters"]
+    assert [m["address"] for m in meters] == [M1, M2, M3]
+    m = meters[0]
+    assert m["customer"] == "100000000001" and m["balance"] == 10000 and m["count"] == 1
+    assert m["opened"] is True and m["relay_open"] is False and m["password"] == "000000"
+    assert m["key"] == "26bb77cac267c4de9a287954aea3abfb"      # the profile's K_m
+    assert m["max_data"] == 200 and m["session_minutes"] == 5 and m["reply_delay_ms"] is None
+    assert m["hoarding_limit"] == 99999999 and m["failures"] == 0 and len(m["esam_serial"]) == 16
+    assert len({x["esam_serial"] for x in meters}) == 3
+
+    new = dict(m, address="000000000050", meter_number="000000000050", balance=-5,
+               key=None, esam_serial=None)
+    added = sim.control("add", meter=new)["meter"]
+    assert added["balance"] == -5 and added["key"] != m["key"]
+    assert unbcd(bus.read("000000000050", "00900201")) == 5
+    with pytest.raises(MeterSimError, match="already exists"):
+        sim.control("add", meter=new)
+    sim.control("remove", address="000000000050")
+    with pytest.raises(MeterSimError, match="no meter"):
+        sim.meter("000000000050")
+
+    sim.control("trip", address=M2)
+    assert bus.read(M2, "04000503") == b"\x10\x00"
+    sim.set(M2, balance=0, opened=False, customer="000000000000")
+    assert sim.control("card_at_meter", address=M2, customer="998877665544")["meter"]["relay_open"]
+    m = sim.meter(M2)
+    assert m["opened"] and m["customer"] == "998877665544" and m["relay_open"]  # no credit
+    sim.set(M2, balance=100)
+    m = sim.control("card_at_meter", address=M2, customer="111111111111")["meter"]
+    assert not m["relay_open"] and m["customer"] == "998877665544"
+
+
+@pytest.mark.parametrize("fields, message", [
+    ({"balance": "10"}, "balance"),
+    ({"balance": True}, "balance"),
+    ({"balance": 2 ** 31}, "balance"),
+    ({"count": -1}, "count"),
+    ({"customer": "12345"}, "customer"),
+    ({"meter_number": "12345678901a"}, "meter_number"),
+    ({"password": "12345"}, "password"),
+    ({"max_data": 0}, "max_data"),
+    ({"key": "00" * 15}, "key"),
+    ({"esam_serial": "zz" * 8}, "esam_serial"),
+    ({"clock": [26, 2, 30, 0, 0, 0]}, "clock"),
+    ({"clock": [26, 2, 3]}, "clock"),
+    ({"session_minutes": 0}, "session_minutes"),
+    ({"relay_open": 1}, "relay_open"),
+    ({"colour": "red"}, "unknown"),
+])
+def test_control_rejects_bad_fields_and_changes_nothing(sim, fields, message):
+    before = sim.meter(M1)
+    with pytest.raises(MeterSimError, match=message):
+        sim.set(M1, energy=7, **fields)       # a good field is not applied either
+    after = sim.meter(M1)
+    before.pop("clock"), after.pop("clock")
+    assert after == before
+
+
+def test_control_protocol_errors(sim):
+    s = socket.create_connection((sim.control_addr.split(":")[1], int(sim.control_addr.split(":")[2])))
+    f = s.makefile("rwb")
+    for line, error in ((b"not json\n", "bad JSON"), (b"[1]\n", "object"),
+                        (b'{"cmd": "fly"}\n', "unknown cmd"), (b'{}\n', "cmd"),
+                        (b'{"cmd": "get"}\n', "address"),
+                        (b'{"cmd": "inject", "hex": "zz"}\n', "hex"),
+                        (b'{"cmd": "inject", "hex": "6801"}\n', "short"),
+                        (b'{"cmd": "log", "n": -1}\n', "n must")):
+        f.write(line)
+        f.flush()
+        reply = json.loads(f.readline())
+        assert reply["ok"] is False and error in reply["error"], (line, reply)
+    with pytest.raises(MeterSimError, match="new_address"):
+        sim.control("replace", address=M1)
+    with pytest.raises(MeterSimError, match="already exists"):
+        sim.control("replace", address=M1, new_address=M2)
+    s.close()
+
+
+def test_control_stats_log_inject(sim, bus):
+    for a in (M1, M2, M3):
+        bus.read(a, "00000000")
+    sim.wait_stats("replies", 3)
+    assert sim.stats() == {"ok": True, "rx_bytes": 60, "tx_bytes": 3 * 24,
+                           "requests": 3, "replies": 3}
+    frames = sim.control("log")["frames"]
+    assert frames == [frame(a, 0x11, di("00000000")).hex() for a in (M1, M2, M3)]
+    assert sim.control("log", n=1)["frames"] == frames[-1:]
+    assert sim.control("log", n=0)["frames"] == []
+    sim.control("reset_stats")
+    assert sim.stats() == {"ok": True, "rx_bytes": 0, "tx_bytes": 0, "requests": 0, "replies": 0}
+    reply = sim.control("inject", hex="fefe" + frames[0])["reply"]
+    assert reply == frame(M1, 0x91, di("00000000") + bcd(11234, 4)).hex()
+    sim.fault(M1, "no_reply")                                  # faults not applied to inject
+    assert sim.control("inject", hex=frames[0])["reply"] is not None
+    assert sim.control("inject", hex=frame("000000000077", 0x11, di("00000000")).hex())["reply"] is None
+    bad = bytearray(bytes.fromhex(frames[0]))
+    bad[-2] ^= 0xFF
+    with pytest.raises(MeterSimError, match="checksum"):
+        sim.control("inject", hex=bad.hex())
+    assert sim.stats()["requests"] == 0                        # inject is not bus traffic
+
+
+def test_new_tcp_connection_replaces_the_old(sim):
+    a = Client(sim)
+    assert unbcd(a.read(M1, "00000000")) == 11234
+    b = Client(sim)
+    assert unbcd(b.read(M2, "00000000")) == 21234
+    assert a.sock.recv(10) == b""                              # the old one was closed
+    a.close()
+    b.close()
+
+
+# -- other transports and start-up --------------------------------------------------------------
+def test_pty_transport():
+    with MeterSim(count=2, transport="pty", baud=FAST, reply_delay_ms=0) as sim:
+        assert sim.bus.startswith("/dev/")
+        fd = os.open(sim.bus, os.O_RDWR | os.O_NOCTTY)
+        tty.setraw(fd)
+        bus = Client(fd=fd)
+        assert unbcd(bus.read(M2, "00000000")) == 21234
+        s = Session(bus, M1)
+        assert s.auth()["c"] == 0x83 and s.readback()[1]["macs_ok"]
+        bus.send(frame(M1, 0x11, bytes([0x00, 0x11, 0x13, 0x16])))  # 0x11, 0x13 untouched
+        assert bus.reply()["c"] == 0xD1
+        bus.close()
+
+
+def test_serial_transport_on_a_pty():
+    master, slave = os.openpty()
+    tty.setraw(slave)
+    try:
+        with MeterSim(count=1, transport="serial", serial=os.ttyname(slave), baud=FAST,
+                      reply_delay_ms=0) as sim:
+            assert sim.bus == os.ttyname(slave)
+            bus = Client(fd=os.dup(master))
+            assert unbcd(bus.read(M1, "00900200")) == 10000
+            bus.close()
+    finally:
+        os.close(master)
+        os.close(slave)
+
+
+def test_meters_file_and_master_key(tmp_path):
+    mk = "00112233445566778899aabbccddeeff"
+    meters = [{"address": "123456789012", "balance": 777, "count": 9, "customer": "000000000042"},
+              {"address": "123456789013", "key": "ff" * 16, "reply_delay_ms": 5}]
+    with MeterSim(meters=meters, master_key=mk, baud=FAST, reply_delay_ms=0) as sim:
+        ms = sim.control("list")["meters"]
+        assert [m["address"] for m in ms] == ["123456789012", "123456789013"]
+        assert ms[0]["balance"] == 777 and ms[0]["count"] == 9
+        F = addr_raw("123456789012") + b"\x00\x00"
+        assert ms[0]["key"] == kdf(bytes.fromhex(mk), F).hex()
+        assert ms[1]["key"] == "ff" * 16 and ms[1]["reply_delay_ms"] == 5
+        bus = Client(sim)
+        s = Session(bus, "123456789012", key=kdf(bytes.fromhex(mk), F))
+        assert s.auth()["c"] == 0x83
+        assert s.readback()[1]["customer"] == "000000000042"
+        bus.close()
+
+
+@pytest.mark.parametrize("meters, args, message", [
+    ([{"address": "1"}], [], "address"),
+    ([{"address": "000000000001"}, {"address": "000000000001"}], [], "already exists"),
+    ([{"address": "000000000001", "bogus": 1}], [], "unknown"),
+    (None, ["--master-key", "abcd"], "master key"),
+    (None, ["--tcp", "nonsense"], "HOST:PORT"),
+])
+def test_start_failures_are_reported(meters, args, message):
+    with pytest.raises(MeterSimError, match=message):
+        with MeterSim(meters=meters, extra_args=args, count=None if meters else 1):
+            pass
