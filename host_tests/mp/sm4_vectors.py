@@ -4,6 +4,8 @@
 import json
 import sys
 
+import micropython
+
 import sm4
 
 K = bytes.fromhex("0123456789abcdeffedcba9876543210")
@@ -47,7 +49,28 @@ def run():
     return r
 
 
+def no_alloc():
+    # heap locked: any allocation in encrypt_into raises MemoryError
+    c = sm4.Cipher(K)
+    b = bytearray(K)
+    micropython.heap_lock()
+    try:
+        i = 0
+        while i < 100:
+            c.encrypt_into(b, b)
+            i += 1
+        ok = True
+    except MemoryError:
+        ok = False
+    micropython.heap_unlock()
+    return ok
+
+
 out = {"fast": sm4.use_fast(True)}
+out["no_alloc"] = [no_alloc()]
+sm4.use_fast(False)
+out["no_alloc"].append(no_alloc())
+sm4.use_fast(True)
 guards = []
 for src, dst in ((K[0:8], bytearray(16)), (K, bytearray(8)), (K, bytes(16))):
     try:
