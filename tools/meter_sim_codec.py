@@ -154,6 +154,9 @@ class Parser:
                 if len(buf) - j >= 8 and buf[j + 7] != _HEAD:
                     i = j + 1
                     continue
+                if self._valid_later(j + 1):
+                    i = j + 1     # noise with a 68 in it: a real frame follows
+                    continue
                 keep = j          # a frame still arriving
                 break
             if buf[j + 7] != _HEAD:
@@ -173,6 +176,19 @@ class Parser:
         del self.buf[:keep]
         del self.times[:keep]
         return frames
+
+    def _valid_later(self, k):
+        buf = self.buf
+        k = buf.find(_HEAD, k)
+        while k >= 0:
+            if len(buf) - k >= _MIN and len(buf) - k >= _MIN + buf[k + 9]:
+                try:
+                    _check(bytes(buf[k:k + _MIN + buf[k + 9]]))
+                    return True
+                except FrameError:
+                    pass
+            k = buf.find(_HEAD, k + 1)
+        return False
 
     def _preamble_start(self, lo, j):
         while j > lo and self.buf[j - 1] == _WAKE:
