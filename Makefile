@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup run test bench build clean
+.PHONY: setup run test bench glyphs screens clean
 
 $(STAMP): requirements.txt debian-packages.txt tools/setup_host.sh
 	bash tools/setup_host.sh
@@ -15,10 +15,18 @@ run: $(STAMP)
 	$(PY) tools/building.py
 
 test: $(STAMP)
-	$(PY) -m pytest -n 2 -q host_tests
+	$(PY) -m pytest -n 2 --dist loadgroup -q host_tests
 
 bench: $(STAMP)
 	$(PY) tools/bench.py
+
+# The glyph subset and the approved screen images are generated; `make test`
+# fails when either is stale. Regenerate, then review docs/screens/ by eye.
+glyphs: $(STAMP)
+	$(PY) tools/build_glyphs.py
+
+screens: $(STAMP)
+	$(PY) tools/render_screens.py --approve
 
 clean:
 	rm -rf $(VENV) build

@@ -1,10 +1,13 @@
 """`make run`: a simulated building (a meter simulator on a TCP bus) and the
-terminal on the unix board under MicroPython, wired together.
+terminal on the unix board under MicroPython, wired together, with its card
+slot open on 127.0.0.1:7816 and a development key store (the security
+profile's test master keys, never a production key).
 
   python tools/building.py [--meters FILE] [terminal options...]
 
 Anything not understood here is passed to boards/unix/terminal.py (--once, ...).
-Ctrl-C stops both.
+Ctrl-C stops both. Insert a simulated card from another shell with the
+command this prints.
 """
 import json
 import os
@@ -13,6 +16,18 @@ import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
+CARD_SLOT = "127.0.0.1:7816"
+DEV_MK_C = "fedcba98765432100123456789abcdef"  # the profile's test vector key
+
+
+def dev_keystore():
+    """build/dev-keystore.bin with the profile's test keys, made once."""
+    path = os.path.join(ROOT, "build", "dev-keystore.bin")
+    if not os.path.exists(path):
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        subprocess.check_call([sys.executable, os.path.join(ROOT, "tools", "make_keystore.py"),
+                               "create", "--dev", path], stdout=subprocess.DEVNULL)
+    return path
 
 
 def start_simulator(meters, baud):
@@ -37,10 +52,17 @@ def main(argv):
     sim, info = start_simulator(meters, baud)
     print("building: %d meters on %s (simulator control on %s)"
           % (len(json.load(open(meters))), info["bus"], info["control"]), flush=True)
+    slot = [] if "--once" in argv else ["--card-slot", "tcp:" + CARD_SLOT,
+                                         "--keystore", dev_keystore()]
+    if slot:
+        print("building: insert a card with\n  .venv/bin/python tools/card_sim.py t0 --connect %s"
+              " --mk-c %s --serial 8800000000000001 --type purchase --meter 000000000001"
+              " --customer 100000000001 --amount 10000 --count 2 --hold 5"
+              % (CARD_SLOT, DEV_MK_C), flush=True)
     try:
         return subprocess.call([MICROPYTHON, os.path.join(ROOT, "boards", "unix", "terminal.py"),
                                 "--bus", info["bus"], "--meters", meters,
-                                "--baud", str(baud)] + argv)
+                                "--baud", str(baud)] + slot + argv)
     except KeyboardInterrupt:
         return 0
     finally:
