@@ -42,3 +42,42 @@ def rs485_bus(spec=None, baudrate=2400):
     uart = UART(_BUS_UART, baudrate=baudrate, bits=8, parity=0, stop=1,
                 tx=Pin(_BUS_TX), rx=Pin(_BUS_RX), txbuf=256, rxbuf=512)
     return RS485(uart, de=Pin(_BUS_DE, Pin.OUT, value=0), baudrate=baudrate)
+
+
+def card_reader(baud=9600):
+    """The card slot: UART0 through the card interface chip (its I/O line
+    loops our own bytes back: echo), detect switch low with a card in, and
+    the card's clock from PWM (3.5712 MHz: 9600 baud at the default F/D)."""
+    import asyncio
+    from machine import PWM
+    from card_reader import CardReader
+
+    clk = PWM(Pin(CARD_CLK))
+    clk.freq(3571200)
+    clk.duty_u16(32768)
+    uart = UART(CARD_UART, baudrate=baud, bits=8, parity=0, stop=2,
+                tx=Pin(CARD_IO), rx=Pin(CARD_RX))
+    return CardReader(asyncio.StreamReader(uart), asyncio.StreamWriter(uart, {}),
+                      detect=Pin(CARD_DETECT, Pin.IN, Pin.PULL_UP),
+                      reset=Pin(CARD_RESET, Pin.OUT, value=0),
+                      echo=True, baud=baud, detect_level=0)
+
+
+def display():
+    """The ST7565 128x64 LCD on SPI0 (mode 3, 8 MHz)."""
+    from machine import SPI
+    from st7565 import ST7565
+
+    spi = SPI(0, baudrate=8000000, polarity=1, phase=1,
+              sck=Pin(LCD_SCK), mosi=Pin(LCD_MOSI))
+    return ST7565(spi, Pin(LCD_DC, Pin.OUT), Pin(LCD_CS, Pin.OUT, value=1),
+                  Pin(LCD_RST, Pin.OUT, value=1))
+
+
+def keypad():
+    """The 4x4 keypad: rows driven low one at a time, columns pulled up."""
+    from keypad import Keypad
+
+    rows = [Pin(p, Pin.OUT, value=1) for p in KEY_ROWS]
+    cols = [Pin(p, Pin.IN, Pin.PULL_UP) for p in KEY_COLS]
+    return Keypad(rows, cols)
