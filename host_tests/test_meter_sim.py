@@ -556,10 +556,21 @@ def test_open_account_and_replace(sim, bus):
     assert Session(bus, "000000000044", key=key).auth()["c"] == 0x83
 
 
-def test_unknown_security_di_and_short_request(bus):
+def test_unknown_security_di_and_short_request_end_the_session(bus):
+    s = Session(bus, M1)
+    s.auth()
     assert serr(bus.sec(M1, "07000FFF", b"")) == 0x01
-    f = bus.xfer(M1, 0x03, di("070000FF"))
-    assert serr(f) == 0x01
+    assert serr(s.readback()[0]) == 0x08
+    s.auth()
+    assert serr(bus.xfer(M1, 0x03, di("070000FF"))) == 0x01
+    assert serr(s.readback()[0]) == 0x08
+
+
+def test_unsupported_function_gets_an_abnormal_reply(bus):
+    f = bus.xfer(M1, 0x1C, bytes(8))                       # relay control: not ours
+    assert f["c"] == 0xDC and f["data"] == b"\x01"
+    bus.send(frame(M1, 0x08, bytes([0x07, 0x30, 0x19, 0x24, 0x11, 0x26])))
+    assert bus.raw(0.1) == b""                            # time only by broadcast
 
 
 # -- faults, each observable on the wire --------------------------------------------------

@@ -264,12 +264,15 @@ class Meter:
             return self._write(data)
         if func == 0x03:
             if len(data) < 8:
+                self.esam.end_session()          # any SERR reply ends a session
                 return 0xC3, esam.SERR_OTHER.to_bytes(2, "little")
             try:
                 return 0x83, data[:4] + self.esam.handle(data[:4], data[8:])
             except esam.SecurityError as e:
                 return 0xC3, e.serr.to_bytes(2, "little")
-        return None
+        if func == 0x08:
+            return None                          # time is only set by broadcast
+        return 0xC0 | func, bytes([ERR_OTHER])   # a function this meter lacks
 
     def _read(self, data):
         if len(data) < 4:
