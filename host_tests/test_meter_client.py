@@ -22,10 +22,14 @@ ITEMS = {
 }
 
 
+def run_ops_full(sim, ops, baud=BAUD, timeout=120, echo=False):
+    args = [sim.bus, baud] + (["echo"] if echo else [])
+    return run_mp_json("host_tests/mp/meter_ops.py", *args, stdin=json.dumps(ops),
+                       heap="96k", timeout=timeout)
+
+
 def run_ops(sim, ops, baud=BAUD, timeout=120):
-    out = run_mp_json("host_tests/mp/meter_ops.py", sim.bus, baud, stdin=json.dumps(ops),
-                      heap="96k", timeout=timeout)
-    return out["results"]
+    return run_ops_full(sim, ops, baud, timeout)["results"]
 
 
 def expected(meter, item):
@@ -190,3 +194,29 @@ def test_terminal_refuses_bad_configuration(tmp_path):
                            "--bus", "tcp:127.0.0.1:1", "--meters", str(cfg), "--once"],
                           capture_output=True, text=True, timeout=30)
     assert proc.returncode == 2 and "12 digits" in proc.stdout
+
+
+def test_transceiver_echo_is_dropped_by_the_driver():
+    # A transceiver with /RE held low hears every byte we send: the driver,
+    # told so, drops exactly our own bytes before it reads the reply.
+    with MeterSim(count=2, baud=BAUD) as sim:
+        sim.fault("000000000001", "echo", times=-1)
+        sim.fault("000000000002", "echo", times=-1)
+        out = run_ops_full(sim, [["read_item", "000000000001", "00900200"],
+                                 ["read_item", "000000000002", "03330201"]], echo=True)
+    assert [r.get("ok") for r in out["results"]] == [10000, 1]
+    # Heard: our two requests back, then two replies (4 FE + 12 + DI + value).
+    assert out["rx"] == out["tx"] + (4 + 12 + 4 + 4) + (4 + 12 + 4 + 2)
+
+
+def test_direction_pin_and_event_loop_during_exchanges():
+    with MeterSim(count=2, baud=2400) as sim:
+        out = run_ops_full(sim, [["status", "000000000001"], ["status", "000000000002"]],
+                           baud=2400)
+    assert all("ok" in r for r in out["results"])
+    assert out["de_changes"] == 2 * 6  # DE up and down around each of 6 requests
+    assert out["de_level"] == 0  # released: the bus is free for the meters
+    # Six exchanges take well over a second at 2400 baud; a ticker every
+    # 2 ms must have run throughout, so the driver never held the loop.
+    assert out["ms"] > 1000
+    assert out["ticks"] > out["ms"] // 20

@@ -1,6 +1,6 @@
 # Run meter client operations under MicroPython through the real RS-485
 # driver and the unix board's UART; print one JSON line of results.
-#   micropython meter_ops.py BUS BAUD < OPS_JSON
+#   micropython meter_ops.py BUS BAUD [echo] < OPS_JSON
 # (ops on stdin: this port crashes on an argv string over 255 bytes)
 # OPS_JSON: [["status", addr], ["read_item", addr, di], ["read", addr, di],
 #            ["write", addr, di, hex, password], ["read_address"],
@@ -37,10 +37,23 @@ async def one(client, op):
     raise ValueError(name)
 
 
-async def main(bus_spec, baud, ops):
-    bus = board.rs485_bus(bus_spec, baud)
+async def ticker(state):
+    # Runs beside the exchanges: proves the driver yields to the event loop.
+    last = time.ticks_ms()
+    while True:
+        await asyncio.sleep_ms(2)
+        now = time.ticks_ms()
+        state["ticks"] += 1
+        state["max_gap"] = max(state["max_gap"], time.ticks_diff(now, last))
+        last = now
+
+
+async def main(bus_spec, baud, ops, echo):
+    bus = board.rs485_bus(bus_spec, baud, echo)
     client = MeterClient(bus)
     results = []
+    tick = {"ticks": 0, "max_gap": 0}
+    task = asyncio.create_task(ticker(tick))
     t0 = time.ticks_ms()
     for op in ops:
         t = time.ticks_ms()
@@ -50,8 +63,12 @@ async def main(bus_spec, baud, ops):
             r = {"error": type(e).__name__, "msg": str(e)}
         r["ms"] = time.ticks_diff(time.ticks_ms(), t)
         results.append(r)
-    return {"results": results, "ms": time.ticks_diff(time.ticks_ms(), t0),
-            "tx": bus.tx_bytes, "rx": bus.rx_bytes}
+    ms = time.ticks_diff(time.ticks_ms(), t0)
+    task.cancel()
+    return {"results": results, "ms": ms, "tx": bus.tx_bytes, "rx": bus.rx_bytes,
+            "de_changes": bus._de.changes, "de_level": bus._de.value(),
+            "ticks": tick["ticks"], "max_gap": tick["max_gap"]}
 
 
-print(json.dumps(asyncio.run(main(sys.argv[1], int(sys.argv[2]), json.loads(sys.stdin.read())))))
+print(json.dumps(asyncio.run(main(sys.argv[1], int(sys.argv[2]), json.loads(sys.stdin.read()),
+                                  sys.argv[3:4] == ["echo"]))))
