@@ -32,6 +32,10 @@ class MeterSim:
     def __init__(self, count=None, transport="tcp", baud=2400, reply_delay_ms=20,
                  meters=None, master_key=None, extra_args=(), start_timeout=10.0,
                  serial=None):
+        """count: default meters 000000000001..count (4 if neither count nor
+        meters is given, else 0); meters: list of meter states (a --meters
+        file); transport "serial" needs serial=DEV; extra_args go to the CLI
+        as they are (e.g. ["--preamble", "0", "-v"])."""
         if transport not in ("tcp", "pty", "serial"):
             raise ValueError("transport must be tcp, pty or serial")
         if count is None:
@@ -51,6 +55,7 @@ class MeterSim:
         self._ctl = None
         self._file = None
         self._tmp = None
+        self._err = None
 
     # -- lifetime -------------------------------------------------------------
     def __enter__(self):
@@ -74,8 +79,11 @@ class MeterSim:
         try:
             info = json.loads(line)
         except ValueError:
+            self.proc.terminate()
+            self.proc.wait(5)
+            err = self.stderr()
             self.stop()
-            raise MeterSimError("meter_sim did not start: %r\n%s" % (line, self.stderr()))
+            raise MeterSimError("meter_sim did not start: %r\n%s" % (line, err))
         self.bus = info["bus"]
         self.control_addr = info["control"]
         if self.bus.startswith("tcp:"):
@@ -86,7 +94,8 @@ class MeterSim:
         self._file = self._ctl.makefile("rwb")
 
     def stderr(self):
-        if getattr(self, "_err", None) is None:
+        """What the simulator wrote to stderr so far (-v logs, errors)."""
+        if self._err is None:
             return ""
         self._err.seek(0)
         return self._err.read().decode(errors="replace")
@@ -108,6 +117,9 @@ class MeterSim:
         if self._tmp is not None:
             os.unlink(self._tmp)
             self._tmp = None
+        if self._err is not None:
+            self._err.close()
+            self._err = None
 
     # -- control --------------------------------------------------------------
     def control(self, cmd, **kw):
