@@ -197,12 +197,18 @@ class SerialBus:
                                   timeout=0)
 
     async def start(self):
-        asyncio.get_running_loop().add_reader(self.port.fileno(), self._readable)
+        self.fd = self.port.fileno()
+        asyncio.get_running_loop().add_reader(self.fd, self._readable)
         self.wire.sink = self._write
         return self.device
 
     def _readable(self):
-        data = self.port.read(self.port.in_waiting or 1)
+        try:
+            data = self.port.read(self.port.in_waiting or 1)
+        except (OSError, ValueError) as e:   # SerialException is an OSError
+            log.error("serial port lost: %s", e)
+            asyncio.get_running_loop().remove_reader(self.fd)
+            return
         if data:
             self.wire.received(data)
 
@@ -210,5 +216,5 @@ class SerialBus:
         return self.port.write(chunk) or 0
 
     def close(self):
-        asyncio.get_running_loop().remove_reader(self.port.fileno())
+        asyncio.get_running_loop().remove_reader(self.fd)
         self.port.close()
