@@ -205,8 +205,10 @@ def test_transceiver_echo_is_dropped_by_the_driver():
         out = run_ops_full(sim, [["read_item", "000000000001", "00900200"],
                                  ["read_item", "000000000002", "03330201"]], echo=True)
     assert [r.get("ok") for r in out["results"]] == [10000, 1]
-    # Heard: our two requests back, then two replies (4 FE + 12 + DI + value).
-    assert out["rx"] == out["tx"] + (4 + 12 + 4 + 4) + (4 + 12 + 4 + 2)
+    # Our 2 x 20 echoed bytes never reached the decoder: it saw exactly the
+    # two replies (4 FE + 12 + DI + value).
+    assert out["tx"] == 40
+    assert out["rx"] == (4 + 12 + 4 + 4) + (4 + 12 + 4 + 2)
 
 
 def test_direction_pin_and_event_loop_during_exchanges():
