@@ -7,6 +7,8 @@ byte first, kept here as 12-digit strings.
 """
 from micropython import const
 
+import bcd
+
 SFI_PARAM = const(1)
 SFI_PURSE = const(2)
 SFI_SERIAL = const(3)
@@ -39,26 +41,19 @@ class CardDataError(ValueError):
 
 def bcd_from_digits(digits):
     """'000000000001' -> 01 00 00 00 00 00 (low byte first)."""
-    if not isinstance(digits, str) or len(digits) != 12:
+    if not isinstance(digits, str):
         raise CardDataError("need a 12-digit number")
-    out = bytearray(6)
-    for i in range(6):
-        hi = ord(digits[2 * i]) - 48
-        lo = ord(digits[2 * i + 1]) - 48
-        if not (0 <= hi <= 9 and 0 <= lo <= 9):
-            raise CardDataError("not a decimal number: %r" % digits)
-        out[5 - i] = hi << 4 | lo
-    return bytes(out)
+    try:
+        return bcd.from_digits(digits)
+    except ValueError:
+        raise CardDataError("not a 12-digit number: %r" % digits)
 
 
 def bcd_to_digits(b):
-    s = ""
-    for i in range(len(b) - 1, -1, -1):
-        v = b[i]
-        if v >> 4 > 9 or v & 15 > 9:
-            raise CardDataError("not BCD")
-        s += "%d%d" % (v >> 4, v & 15)
-    return s
+    try:
+        return bcd.to_digits(b)
+    except ValueError:
+        raise CardDataError("not BCD")
 
 
 def u32(n):
