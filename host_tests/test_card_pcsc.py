@@ -179,3 +179,18 @@ def test_tool_help_for_newcomers():
     for word in ("issue", "sell", "status", "dump", "--key-file", "pcsc_env.py", "Exit status"):
         assert word in p.stdout
 
+
+
+def test_virtual_card_is_virtualsmartcards_vicc(pcscd):
+    # The PC/SC face is the vsmartcard project's VirtualICC loop (Debian's
+    # python3-virtualsmartcard) with our card model as its SmartcardOS.
+    import card_vicc
+
+    card = card_model.Card.issued(MK_C, SERIAL, cf.PURCHASE, "000000000001",
+                                 "112233445566", 10000, 2)
+    with inserted(card):
+        code, out = tool("dump")
+    assert code == 0, out
+    vs = sys.modules["virtualsmartcard.VirtualSmartcard"]
+    assert vs.__file__.startswith(card_vicc.VICC_PATH)
+    assert "112233445566" in out and "100.00" in out

@@ -4,9 +4,9 @@
 t0    the terminal's card slot (unix board): the simulator CONNECTS to the
       slot's TCP port = insert, sends its ATR at once, then speaks T=0 byte by
       byte; closing the connection = pull, at any byte (--pull-after N).
-vpcd  a virtual card in a real PC/SC stack: pcscd + Debian's vsmartcard-vpcd
-      driver, which listens on 127.0.0.1:35963 (2-byte big-endian length
-      frames; 1-byte frames are power off/on/reset/ATR requests).
+vpcd  a virtual card in a real PC/SC stack: the card inside virtualsmartcard's
+      VirtualICC (Debian's python3-virtualsmartcard), connected to pcscd's
+      vsmartcard-vpcd reader driver on 127.0.0.1:35963.
 
 A control socket (--control PORT, newline JSON, one reply line per command)
 drives insert / pull / swap while the simulator runs:
@@ -23,7 +23,6 @@ import argparse
 import json
 import os
 import socket
-import struct
 import sys
 import threading
 import time
@@ -187,57 +186,9 @@ class T0Sim:
 
 def serve_vpcd(card, host="127.0.0.1", port=VPCD_PORT, stop=None, connect_timeout=10.0,
                ready=None):
-    """The card in pcscd's vpcd reader until `stop` (threading.Event) is set
-    or vpcd goes away; `ready` (an Event) is set once pcscd has read the ATR.
-    Returns the number of APDUs served."""
-    deadline = time.monotonic() + connect_timeout
-    while True:
-        try:
-            s = socket.create_connection((host, port), timeout=2)
-            break
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-    s.settimeout(0.2)
-    n = 0
-
-    def recv_exact(k):
-        buf = b""
-        while len(buf) < k:
-            if stop is not None and stop.is_set():
-                raise Pulled()
-            try:
-                chunk = s.recv(k - len(buf))
-            except socket.timeout:
-                continue
-            if not chunk:
-                raise Pulled()
-            buf += chunk
-        return buf
-
-    try:
-        while True:
-            size = struct.unpack("!H", recv_exact(2))[0]
-            msg = recv_exact(size) if size else b""
-            if size == 1:
-                if msg[0] == 4:
-                    out = card.atr
-                    if ready is not None:
-                        ready.set()
-                elif msg[0] in (1, 2):
-                    card.power_up()
-                    continue
-                else:
-                    continue
-            else:
-                out = card.apdu(msg)
-                n += 1
-            s.sendall(struct.pack("!H", len(out)) + out)
-    except Pulled:
-        return n
-    finally:
-        s.close()
+    """The card in pcscd's vpcd reader, through virtualsmartcard (card_vicc)."""
+    import card_vicc
+    return card_vicc.serve_vpcd(card, host, port, stop, connect_timeout, ready)
 
 
 # -- command line --

@@ -43,6 +43,12 @@ def missing():
         import smartcard  # noqa: F401
     except ImportError:
         out.append("pyscard (pip; needs Debian libpcsclite-dev and swig to build)")
+    try:
+        import card_vicc
+        card_vicc._virtualsmartcard()
+    except ImportError:
+        out.append("virtualsmartcard (Debian package python3-virtualsmartcard, "
+                   "with pip's pycryptodome)")
     return out
 
 
