@@ -164,12 +164,12 @@ def test_persistent_fault_gives_a_clear_error_never_a_wrong_value(kind):
     assert r[2].get("ok") == 10000, r
 
 
-def test_terminal_once_contract():
-    with MeterSim(count=3, baud=2400) as sim:
+@pytest.mark.parametrize("transport", ["tcp", "pty"])
+def test_terminal_once_contract(transport, tmp_path):
+    with MeterSim(count=3, baud=2400, transport=transport) as sim:
         sim.set("000000000002", balance=-350)
         sim.control("trip", address="000000000002")
-        cfg = os.path.join(ROOT, "build", "test-meters-%d.json" % os.getpid())
-        os.makedirs(os.path.dirname(cfg), exist_ok=True)
+        cfg = str(tmp_path / "meters.json")
         with open(cfg, "w") as f:
             json.dump([{"address": "00000000000%d" % i} for i in (1, 2, 3)]
                       + [{"address": "000000000042"}], f)
@@ -178,7 +178,6 @@ def test_terminal_once_contract():
                                "--bus", sim.bus, "--meters", cfg, "--once"],
                               capture_output=True, text=True, timeout=60,
                               env=dict(os.environ, MICROPYPATH=MP_PATH))
-        os.unlink(cfg)
     assert proc.returncode == 0, proc.stderr
     lines = proc.stdout.splitlines()
     row = {l.split()[0]: l.split()[1:] for l in lines[1:]}
