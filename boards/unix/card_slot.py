@@ -77,30 +77,63 @@ class CardSlot:
 
 
 
-async def show_card(reader, keys, log=print):
+def _screen_for(error):
+    """The resident's screen for a card the terminal refuses."""
+    import user_card
+    if isinstance(error, (user_card.NotAuthentic, user_card.ForgedPurse, user_card.MacWrong)):
+        return "card_invalid"
+    return "card_unreadable"
+
+
+async def show_card(reader, keys, log=print, ui=None):
     """What the terminal does with a card for now: read and authenticate it,
-    print what it carries, wait for the pull. (The top-up comes later.)"""
+    show what it carries (or why it is refused), wait for the pull. (The
+    top-up comes later.) `ui`, when there is a screen: hold()/release()."""
+    import card_files
     import user_card
 
-    atr = await reader.power_up()
-    log("card: inserted (ATR %s)" % atr.raw.hex())
+    if ui:
+        ui.hold("reading")
     try:
+        atr = await reader.power_up()
+        log("card: inserted (ATR %s)" % atr.raw.hex())
         info = await user_card.UserCard(reader, keys).read()
-    except user_card.CardError as e:
+    except CardRemoved:
+        if ui:
+            ui.hold("card_pulled")
+            await asyncio.sleep(3)
+            ui.release()
+        raise
+    except Exception as e:  # a bad card is shown, never fatal to the slot
         log("card: refused %s: %s" % (type(e).__name__, e))
+        if ui:
+            ui.hold(_screen_for(e))
     else:
         for line in info.lines():
             log(line)
         why = user_card.refuse_reason(info)
         log("card: %s" % (why or "ok"))
-    await reader.wait_removed()
-    log("card: removed")
+        if ui:
+            if info.card_type == card_files.OPENING:
+                ui.hold("opening_card")
+            else:
+                try:
+                    ui.hold("card_info", customer=info.customer, meter=info.meter,
+                            amount=info.amount)
+                except ValueError:  # an amount no screen can show
+                    ui.hold("card_unreadable")
+    try:
+        await reader.wait_removed()
+        log("card: removed")
+    finally:
+        if ui:
+            ui.release()
 
 
-async def serve(spec, keys, baud=9600, log=print):
+async def serve(spec, keys, baud=9600, log=print, ui=None):
     """Open the slot given as tcp:HOST:PORT and show each card inserted."""
     host, port = parse_spec(spec)
-    slot = CardSlot(host, port, lambda r: show_card(r, keys, log), baud, log)
+    slot = CardSlot(host, port, lambda r: show_card(r, keys, log, ui), baud, log)
     await slot.start()
     log("card slot: listening on %s:%d" % (host, port))
     return slot

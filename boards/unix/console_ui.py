@@ -38,6 +38,7 @@ class ConsoleUI:
         self.console_keys = console_keys.ConsoleKeys(self.keys)
         self.lang = lang
         self._tasks = []
+        self._held = False  # a card's screen is up: the clock must not replace it
 
     def start(self):
         if self.drawing:
@@ -62,6 +63,17 @@ class ConsoleUI:
             w("\x1b8")
         return n
 
+    def hold(self, name, **fields):
+        """Show a screen that stays until release() (a card is in the slot)."""
+        self._held = True
+        return self.show(name, **fields)
+
+    def release(self):
+        """Back to the idle screen."""
+        import time
+        self._held = False
+        self.show("idle", time=time.localtime())
+
     def table(self, text):
         """Text that replaces the previous block under the panel."""
         if self.drawing:
@@ -73,7 +85,8 @@ class ConsoleUI:
         import time
         while True:
             t = time.localtime()
-            self.show("idle", time=t)
+            if not self._held:
+                self.show("idle", time=t)
             try:
                 key = await asyncio.wait_for(self.keys.get(), 60 - t[5])
             except asyncio.TimeoutError:

@@ -111,7 +111,7 @@ def screen(rows):
     return "\n".join(lines)
 
 
-async def start_card_slot(opts):
+async def start_card_slot(opts, ui=None):
     # --- card slot (issue 5): read and show inserted cards ---
     import card_slot
     from keystore import KeyStore, KeyStoreError
@@ -121,7 +121,7 @@ async def start_card_slot(opts):
         card_slot.parse_spec(opts["card-slot"])
     except (KeyStoreError, ValueError) as e:
         raise UsageError(str(e))
-    await card_slot.serve(opts["card-slot"], keys)
+    await card_slot.serve(opts["card-slot"], keys, ui=ui)
 
 
 def start_display(opts):
@@ -133,7 +133,7 @@ def start_display(opts):
 async def run(opts):
     ui = start_display(opts)
     if opts["card-slot"]:
-        await start_card_slot(opts)
+        await start_card_slot(opts, ui)
         if not opts["bus"]:
             await asyncio.Event().wait()  # the card slot alone, until Ctrl-C
     addresses = load_meters(opts["meters"])
