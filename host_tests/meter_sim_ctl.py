@@ -17,6 +17,8 @@ import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SIM = os.path.join(ROOT, "tools", "meter_sim.py")
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+import procs  # noqa: E402
 
 
 class MeterSimError(RuntimeError):
@@ -105,13 +107,7 @@ class MeterSim:
             self._file.close()
             self._ctl.close()
             self._file = self._ctl = None
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(5)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        procs.stop(self.proc)
         if self.proc is not None:
             self.proc.stdout.close()
         if self._tmp is not None:

@@ -14,6 +14,8 @@ import os
 import subprocess
 import sys
 
+import procs
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
 CARD_SLOT = "127.0.0.1:7816"
@@ -66,8 +68,7 @@ def main(argv):
     except KeyboardInterrupt:
         return 0
     finally:
-        sim.terminate()
-        sim.wait(5)
+        procs.stop(sim)
 
 
 if __name__ == "__main__":
