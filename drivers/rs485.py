@@ -5,7 +5,8 @@ the last byte has left the shift register (txdone() plus one character
 time, because ports report done when the FIFO empties), release DE, drop
 the echo of our own bytes where the transceiver hears itself. Receive: feed
 bytes to the caller's decoder until it returns a frame, with a reply
-timeout for the first byte and an inter-byte timeout after that.
+timeout for the first byte and an inter-byte timeout after that; when the
+line goes quiet, the decoder's flush() resynchronises past a false start.
 
 The same code runs on a board (machine.UART, machine.Pin) and on the unix
 board (boards/unix/uart.py): only the UART object differs.
@@ -106,11 +107,11 @@ class RS485:
         while True:
             left = time.ticks_diff(deadline, time.ticks_ms())
             if left <= 0:
-                return None
+                return decoder.flush()
             try:
                 chunk = await asyncio.wait_for_ms(reader.read(64), min(wait, left))
             except asyncio.TimeoutError:
-                return None
+                return decoder.flush()  # quiet line: a stalled candidate was noise
             if chunk is None:  # nothing after all: poll raced the read
                 continue
             if not chunk:

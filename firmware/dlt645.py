@@ -222,6 +222,21 @@ class Decoder:
             self._buf = buf[_OVERHEAD + n:]
             return frame
 
+    def flush(self):
+        """The line went quiet. A candidate still waiting for bytes was a
+        false start (garbage that looked like a header, its 'length' taken
+        from the real frame behind it): resynchronise on what follows it.
+        Returns the next frame found, or None."""
+        if self._buf:
+            self._drop(1, TruncatedError("reply cut short after %d bytes" % len(self._buf)))
+        while self._buf:
+            frame = self.feed()
+            if frame is not None:
+                return frame
+            if self._buf:
+                self._drop(1)
+        return None
+
     def failure(self):
         """The error that best explains why no frame came."""
         if self.error is not None:
@@ -236,7 +251,7 @@ class Decoder:
 def decode(raw):
     """Decode one frame from a complete buffer, or raise why not."""
     d = Decoder()
-    frame = d.feed(raw)
+    frame = d.feed(raw) or d.flush()
     if frame is None:
         raise d.failure()
     return frame

@@ -87,6 +87,28 @@ def test_frame_found_after_garbage_and_false_starts():
     assert d.skipped >= len(noise)
 
 
+def test_false_start_whose_length_hides_the_real_frame():
+    # Found by hypothesis: garbage 68 00 00 makes a candidate whose 'second
+    # 68' and 'length' are bytes of the real frame behind it; it waits for
+    # 16 bytes that never come. When the line goes quiet, flush() drops the
+    # false start and finds the frame.
+    good = dlt645.encode("000000001000", 0x91, b"")
+    d = dlt645.Decoder()
+    assert d.feed(b"\x68\x00\x00" + good) is None
+    f = d.flush()
+    assert (f.address, f.control, f.data) == ("000000001000", 0x91, b"")
+    assert dlt645.decode(b"\x68\x00\x00" + good).address == "000000001000"
+    assert d.flush() is None and isinstance(d.failure(), dlt645.DLTError)
+
+
+def test_flush_of_a_truly_cut_frame_says_truncated():
+    good = dlt645.encode("000000000001", 0x91, bytes.fromhex("0002900000100000"))
+    d = dlt645.Decoder()
+    assert d.feed(good[:-3]) is None
+    assert d.flush() is None
+    assert isinstance(d.failure(), dlt645.TruncatedError)
+
+
 def test_decoder_byte_by_byte_and_back_to_back():
     a = dlt645.encode("000000000001", 0x91, b"\x00\x00\x00\x00\x01\x00\x00\x00")
     b = dlt645.encode("000000000002", 0x91, b"\x00\x00\x00\x00\x02\x00\x00\x00")
