@@ -221,3 +221,10 @@ def test_direction_pin_and_event_loop_during_exchanges():
     # 2 ms must have run throughout, so the driver never held the loop.
     assert out["ms"] > 1000
     assert out["ticks"] > out["ms"] // 20
+
+
+def test_terminal_help_under_micropython():
+    proc = subprocess.run([MICROPYTHON, os.path.join(ROOT, "boards", "unix", "terminal.py"),
+                           "--help"], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0
+    assert "--bus tcp:HOST:PORT" in proc.stdout and "--card-slot" in proc.stdout

@@ -31,10 +31,17 @@ import board
 import meter_items
 from meter import MeterClient
 
-try:
-    USAGE = __doc__
-except NameError:  # the MicroPython unix port keeps no module docstring
-    USAGE = "usage: see the docstring at the top of boards/unix/terminal.py"
+# A string of its own: the MicroPython unix port keeps no module docstring.
+USAGE = """usage: micropython boards/unix/terminal.py --bus BUS --meters FILE [options]
+  --bus tcp:HOST:PORT | /dev/pts/N   the meter bus (RS-485 converter, PTY, adapter)
+  --meters FILE                      JSON list of {"address": "12 digits"}
+  --once                             poll every meter once, print, exit 0
+  --baud N                           bus speed (2400, 8E1)
+  --interval S                       seconds between polls (5)
+  --card-slot tcp:HOST:PORT          listen for cards (a connection = a card)
+  --keystore FILE                    the terminal's key store (with --card-slot)
+  --display console|none             the panel on the console (console on a tty)
+  --screenshot DIR                   save every screen pushed as a PNG"""
 
 
 class UsageError(Exception):
@@ -157,10 +164,8 @@ def main(argv):
         opts = parse_args(argv)
         asyncio.run(run(opts))
     except UsageError as e:
-        if str(e):
-            print("terminal: %s" % e)
-        print(USAGE)
-        return 2
+        print(("terminal: %s\n" % e if str(e) else "") + USAGE)
+        return 2 if str(e) else 0  # --help is not an error
     except OSError as e:
         print("terminal: cannot open the bus: %s" % e)
         return 1
