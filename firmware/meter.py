@@ -36,7 +36,7 @@ class MeterClient:
                 if reply is None:
                     raise decoder.failure()
                 return dlt645.check_reply(reply, address, function, di)
-            except _RETRYABLE as e:
+            except _RETRYABLE:
                 if attempt == tries - 1:
                     raise
 

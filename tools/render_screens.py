@@ -20,7 +20,6 @@ for _p in ("host_tests/shim", "firmware", "drivers", "boards/unix"):
         sys.path.insert(0, _p)
 
 import framebuf  # noqa: E402  (the shim under CPython)
-import messages  # noqa: E402
 import png  # noqa: E402
 import screens  # noqa: E402
 
