@@ -9,3 +9,10 @@ for sub in ("host_tests/shim", "firmware", "drivers", "tools"):
     p = os.path.join(ROOT, sub)
     if p not in sys.path:
         sys.path.insert(0, p)
+
+# Property tests check answers, not speed: a busy CI machine must not turn a
+# slow example into a failure (speed lives in `make bench`).
+from hypothesis import settings  # noqa: E402
+
+settings.register_profile("project", deadline=None)
+settings.load_profile("project")

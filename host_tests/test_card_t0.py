@@ -136,7 +136,7 @@ async def _fake_card(script, op, keep_open=True, detect=None):
 
 def test_mute_card_times_out():
     t0 = asyncio.run(_timed(_fake_card(b"\x3b\x00", lambda r: r.transmit(b"\x00\xb0\x81\x00\x10"))))
-    assert isinstance(t0[0], CardMute) and 0.9 < t0[1] < 2.0  # WWT 960*10 etu at 9600 baud
+    assert isinstance(t0[0], CardMute) and 0.9 < t0[1] < 3.0  # WWT 960*10 etu at 9600 baud
 
 
 class _Switch:
@@ -155,7 +155,7 @@ def test_detect_switch_opening_mid_apdu():
         return await reader.transmit(b"\x00\xb0\x81\x00\x10")
 
     err, took = asyncio.run(_timed(_fake_card(b"\x3b\x00", op, detect=sw)))
-    assert isinstance(err, CardRemoved) and took < 0.3
+    assert isinstance(err, CardRemoved) and took < 0.9  # not CardMute after the WWT
 
 
 async def _timed(coro):

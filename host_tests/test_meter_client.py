@@ -103,7 +103,8 @@ def test_unknown_item_and_unknown_meter():
                           ["read", "000000000099", "00900200"]])
     assert r[0]["error"] == "MeterError" and "no such data" in r[0]["msg"]
     assert r[1]["error"] == "NoReply"
-    assert r[1]["ms"] < 3 * 700  # three tries of 500 ms, then a clear error
+    # three tries of 500 ms, then a clear error (slack for a busy machine)
+    assert 3 * 500 <= r[1]["ms"] < 3 * 500 + 1500
 
 
 def test_read_address_point_to_point_and_collision():
@@ -119,7 +120,7 @@ def test_broadcast_time_sets_every_clock_without_reply():
     with MeterSim(count=3, baud=BAUD) as sim:
         r = run_ops(sim, [["broadcast_time", [2026, 11, 24, 19, 30, 5]], ["sleep_ms", 100]])
         clocks = [m["clock"] for m in sim.control("list")["meters"]]
-    assert r[0]["ok"] is None and r[0]["ms"] < 200
+    assert r[0]["ok"] is None and r[0]["ms"] < 500  # never waits out a reply timeout
     assert clocks == [[26, 11, 24, 19, 30, 5]] * 3
 
 

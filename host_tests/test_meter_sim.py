@@ -598,7 +598,7 @@ def test_fault_late(sim, bus):
     bus.send(frame(M1, 0x11, di("00000000")))
     assert bus.reply(0.2) is None
     f = bus.reply(1.0)
-    assert f["ok"] and f["c"] == 0x91 and 0.29 <= time.monotonic() - t < 0.6
+    assert f["ok"] and f["c"] == 0x91 and time.monotonic() - t >= 0.29
 
 
 def test_fault_bad_checksum_garbage_echo_truncated(sim, bus):
@@ -679,15 +679,15 @@ def test_pacing_at_2400_baud():
             chunk = bus.sock.recv(100)
             got += chunk
             arrivals.append((time.monotonic(), len(got)))
-        t_end = arrivals[-1][0]
         n = len(got)
-        # the request takes 20 char times on the wire, then 20 ms, then n chars
-        assert t_end - t0 >= len(req) * char + 0.020 + n * char - 0.001
-        assert t_end - t0 < len(req) * char + 0.020 + n * char + 0.050
-        # paced: bytes never run ahead of the absolute schedule
-        start = t_end - n * char
+        # Lateness (a busy machine) can only delay an arrival, never hasten
+        # it, so only lower bounds are checked here; how close the simulator
+        # keeps to the wire is a figure in `make bench` (bench_meter_sim).
+        # The request takes 20 char times on the wire, then 20 ms, then each
+        # reply byte one char time: no byte may arrive before its slot.
+        reply_start = t0 + len(req) * char + 0.020
         for t, count in arrivals:
-            assert t >= start + count * char - 0.002, (t - start, count)
+            assert t >= reply_start + count * char - 0.001, (t - reply_start, count)
         assert split_frame(got)[0]["ok"]
         s = sim.stats()
         assert s["tx_bytes"] == n and s["rx_bytes"] == len(req)
@@ -700,10 +700,10 @@ def test_per_meter_reply_delay():
         sim.set(M2, reply_delay_ms=250)
         t = time.monotonic()
         bus.read(M1, "00000000")
-        assert time.monotonic() - t < 0.1
+        assert time.monotonic() - t < 0.25  # M2's delay is not M1's
         t = time.monotonic()
         bus.read(M2, "00000000")
-        assert 0.25 <= time.monotonic() - t < 0.4
+        assert time.monotonic() - t >= 0.25
         bus.close()
 
 
