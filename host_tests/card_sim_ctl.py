@@ -65,13 +65,13 @@ class SimProcess:
     """tools/card_sim.py t0 --control PORT in a subprocess."""
 
     def __init__(self, slot_port, *args):
-        self.control = free_port()
         self.proc = subprocess.Popen(
             [sys.executable, os.path.join(ROOT, "tools", "card_sim.py"), "t0",
-             "--connect", "127.0.0.1:%d" % slot_port, "--control", str(self.control)] + list(args),
+             "--connect", "127.0.0.1:%d" % slot_port, "--control", "0"] + list(args),
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline()
         assert line.startswith("control on"), line + self.proc.stderr.read()
+        self.control = int(line.rsplit(":", 1)[1])  # port 0: no race for a free port
         self._sock = socket.create_connection(("127.0.0.1", self.control), timeout=30)
         self._f = self._sock.makefile("rw")
 
