@@ -1,8 +1,7 @@
 """The sales-office card tool against real PC/SC: our own pcscd with
 Debian's vpcd driver, the simulated card plugged in as a virtual card.
 
-One pcscd per machine and vpcd's fixed port 35963: every test here shares
-one pcscd (module fixture), and a file lock keeps a second pytest-xdist
+One pcscd per machine: every test here shares one pcscd (module fixture), and a file lock keeps a second pytest-xdist
 worker from starting another one (the xdist_group mark only helps under
 --dist loadgroup; the lock works under any distribution). A missing Debian
 package FAILS the tests with its name: CI must not skip them silently.
@@ -28,6 +27,10 @@ pytestmark = pytest.mark.xdist_group("pcscd")
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LOCK = "/tmp/card-pcsc-tests.lock"
 SERIAL = bytes.fromhex("8800000000000042")
+# Below the kernel's ephemeral range (32768..60999): vpcd's default 35963 lies
+# inside it, and a client socket of another test holding it made pcscd's
+# start fail now and then.
+PORT = 0x7C7B
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +38,7 @@ def pcscd(tmp_path_factory):
     with open(LOCK, "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         try:
-            d = pcsc_env.Pcscd(str(tmp_path_factory.mktemp("pcscd") / "pcscd.log"))
+            d = pcsc_env.Pcscd(str(tmp_path_factory.mktemp("pcscd") / "pcscd.log"), PORT)
             try:
                 d.start()
             except pcsc_env.PcscUnavailable as e:
@@ -52,7 +55,7 @@ def inserted(card):
     """The card in the vpcd reader for the duration of the block."""
     stop, ready = threading.Event(), threading.Event()
     t = threading.Thread(target=card_sim.serve_vpcd, args=(card,),
-                         kwargs={"stop": stop, "ready": ready}, daemon=True)
+                         kwargs={"port": PORT, "stop": stop, "ready": ready}, daemon=True)
     t.start()
     assert ready.wait(10), "pcscd never asked the virtual card for its ATR"
     try:
@@ -194,3 +197,10 @@ def test_virtual_card_is_virtualsmartcards_vicc(pcscd):
     vs = sys.modules["virtualsmartcard.VirtualSmartcard"]
     assert vs.__file__.startswith(card_vicc.VICC_PATH)
     assert "112233445566" in out and "100.00" in out
+
+
+def test_vpcd_port_is_outside_the_ephemeral_range():
+    # a port the kernel can hand to any client socket may be taken when pcscd starts
+    with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+        low, high = map(int, f.read().split())
+    assert not low <= PORT <= high

@@ -8,8 +8,12 @@ tool without hardware and for the PC/SC tests.
 
 pcscd runs as `pcscd -f -c DIR` (foreground, no systemd, a reader.conf.d
 with just vpcd), so a serial-reader config elsewhere on the machine cannot
-slow it down. Only one pcscd per machine, and vpcd listens on a fixed port.
+slow it down. Only one pcscd per machine. vpcd listens on 35963 unless
+told otherwise (--port); the tests pick a port outside the kernel's
+ephemeral range, since any socket that happens to hold the port (a client
+connection, one in TIME_WAIT) makes vpcd's bind fail.
 """
+import argparse
 import os
 import shutil
 import socket
@@ -24,11 +28,12 @@ import procs  # noqa: E402
 VPCD_PORT = 35963
 VPCD_DRIVER = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so"
 PCSCD_SOCKET = "/run/pcscd/pcscd.comm"
+# DEVICENAME /dev/null:PORT puts vpcd in server mode on PORT
 _CONF = """FRIENDLYNAME "Virtual PCD"
-DEVICENAME   /dev/null:0x8C7B
+DEVICENAME   /dev/null:0x%04X
 LIBPATH      %s
-CHANNELID    0x8C7B
-""" % VPCD_DRIVER
+CHANNELID    0x%04X
+"""
 
 
 class PcscUnavailable(RuntimeError):
@@ -77,8 +82,9 @@ def _pcscd_alive():
 class Pcscd:
     """Start/stop our own pcscd. Use as a context manager."""
 
-    def __init__(self, log_path=None):
+    def __init__(self, log_path=None, port=VPCD_PORT):
         self.log_path = log_path
+        self.port = port
         self.proc = None
         self._dir = None
 
@@ -86,22 +92,23 @@ class Pcscd:
         gone = missing()
         if gone:
             raise PcscUnavailable("missing: " + "; ".join(gone))
-        if _pcscd_alive() or _listening(VPCD_PORT):
+        if _pcscd_alive() or _listening(self.port):
             raise PcscUnavailable("another pcscd already runs (%s or port %d busy): stop it first"
-                                  % (PCSCD_SOCKET, VPCD_PORT))
+                                  % (PCSCD_SOCKET, self.port))
         self._dir = tempfile.mkdtemp(prefix="pcsc-conf-")
         with open(os.path.join(self._dir, "vpcd"), "w") as f:
-            f.write(_CONF)
+            f.write(_CONF % (self.port, VPCD_DRIVER, self.port))
         log = open(self.log_path, "w") if self.log_path else subprocess.DEVNULL
         pcscd = shutil.which("pcscd") or "/usr/sbin/pcscd"
         self.proc = subprocess.Popen([pcscd, "-f", "-c", self._dir], stdout=log, stderr=log)
         deadline = time.monotonic() + timeout
-        while not (_listening(VPCD_PORT) and _pcscd_alive()):
+        while not (_listening(self.port) and _pcscd_alive()):
             if self.proc.poll() is not None:
                 raise PcscUnavailable("pcscd exited with %d" % self.proc.returncode)
             if time.monotonic() > deadline:
                 self.stop()
-                raise PcscUnavailable("pcscd did not open vpcd port %d" % VPCD_PORT)
+                raise PcscUnavailable("pcscd did not open vpcd port %d (is a socket holding it?)"
+                                      % self.port)
             time.sleep(0.05)
         return self
 
@@ -120,8 +127,12 @@ class Pcscd:
 
 
 def main():
-    with Pcscd():
-        print("pcscd running with the vpcd reader on port %d; Ctrl-C stops it" % VPCD_PORT, flush=True)
+    p = argparse.ArgumentParser(description="A private pcscd with the vpcd virtual reader.")
+    p.add_argument("--port", type=int, default=VPCD_PORT,
+                   help="vpcd's port (default %(default)s; card_sim.py vpcd --vpcd 127.0.0.1:PORT)")
+    a = p.parse_args()
+    with Pcscd(port=a.port) as d:
+        print("pcscd running with the vpcd reader on port %d; Ctrl-C stops it" % d.port, flush=True)
         try:
             while True:
                 time.sleep(3600)
