@@ -8,6 +8,7 @@
 import asyncio
 import json
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -30,11 +31,20 @@ def make_card(card_type=cf.PURCHASE, amount=10000, count=2, serial=SERIAL, mk=MK
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port for a listener started later (the terminal's slot). Picked below
+    the kernel's ephemeral range (32768..): no client socket of a parallel
+    test can be handed it between this check and the listener's bind."""
+    pick = random.SystemRandom()
+    while True:
+        port = pick.randint(20000, 32000)
+        s = socket.socket()
+        try:
+            s.bind(("127.0.0.1", port))
+            return port
+        except OSError:
+            continue
+        finally:
+            s.close()
 
 
 def run_with_card(card, fn, pull_after=None, timeout=20, reader_kw=None, **sim_kw):
