@@ -12,6 +12,7 @@ import random
 import socket
 import subprocess
 import sys
+import threading
 
 import card_files as cf
 import card_model
@@ -69,6 +70,38 @@ def run_with_card(card, fn, pull_after=None, timeout=20, reader_kw=None, **sim_k
             await asyncio.get_running_loop().run_in_executor(None, sim.wait)
 
     return asyncio.run(main())
+
+
+class Output:
+    """A process's output lines, read in a thread, so a test waits for what
+    the process says rather than sleeping and hoping it is done."""
+
+    def __init__(self, stream):
+        self.lines = []
+        self._done = False
+        self._cv = threading.Condition()
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream):
+        for line in stream:
+            with self._cv:
+                self.lines.append(line.rstrip("\n"))
+                self._cv.notify_all()
+        with self._cv:
+            self._done = True
+            self._cv.notify_all()
+
+    def wait(self, line, count=1, timeout=30):
+        """Until `line` has been printed `count` times in all."""
+        with self._cv:
+            self._cv.wait_for(lambda: self.lines.count(line) >= count or self._done, timeout)
+            assert self.lines.count(line) >= count, "no %r (x%d) in:\n%s" % (
+                line, count, "\n".join(self.lines))
+
+    def close(self):
+        self._thread.join(10)
+        return self.lines
 
 
 class SimProcess:

@@ -4,7 +4,6 @@ simulator over TCP, and terminal.py --card-slot end to end."""
 import os
 import subprocess
 import threading
-import time
 
 import pytest
 
@@ -12,7 +11,7 @@ import card_files as cf
 import card_model
 import card_sim
 import sm4
-from card_sim_ctl import MK_C, SERIAL, free_port, make_card
+from card_sim_ctl import MK_C, SERIAL, Output, free_port, make_card
 from mp_runner import MICROPYTHON, MP_PATH, ROOT, run_mp_json
 
 HEAP = "128k"  # sources compile on the device heap here; frozen .mpy needs far less
@@ -129,20 +128,21 @@ def test_terminal_card_slot_end_to_end(tmp_path):
         [MICROPYTHON, "-X", "heapsize=256k", os.path.join(ROOT, "boards/unix/terminal.py"),
          "--card-slot", "tcp:127.0.0.1:%d" % port, "--keystore", str(ks), "--display", "none"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    first = proc.stdout.readline()  # the slot listens before any card comes
+    said = Output(proc.stdout)
     try:
-        assert first.startswith("card slot: listening"), first + proc.stdout.read()
-        for card in (make_card(amount=12345, count=7), _faulty("clone"),
-                     make_card(card_type=cf.OPENING, count=1)):
+        said.wait("card slot: listening on 127.0.0.1:%d" % port)  # before any card comes
+        for n, card in enumerate((make_card(amount=12345, count=7), _faulty("clone"),
+                                  make_card(card_type=cf.OPENING, count=1)), 1):
             sim = card_sim.T0Sim("127.0.0.1", port, card)
             sim.insert()
-            time.sleep(0.4)
+            said.wait("card: shown; waiting for the pull", n)
             sim.pull()
-            time.sleep(0.1)
+            said.wait("card: removed", n)
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=10)
-    lines = [first.strip()] + out.splitlines()
+        proc.wait(10)
+    lines = said.close()
+    out = "\n".join(lines)
     assert "card slot: listening on 127.0.0.1:%d" % port in lines, out
     for want in ("card: purchase", "customer: 112233445566", "meter: 000000000001",
                  "amount: 123.45", "count: 7", "card: ok", "card: opening",

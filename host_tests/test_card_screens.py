@@ -7,13 +7,12 @@ import os
 import struct
 import subprocess
 import sys
-import time
 import zlib
 
 import card_files as cf
 import card_model
 import card_sim
-from card_sim_ctl import MK_C, SERIAL, free_port, make_card
+from card_sim_ctl import MK_C, SERIAL, Output, free_port, make_card
 from mp_runner import MICROPYTHON, MP_PATH, ROOT
 
 sys.path.insert(0, os.path.join(ROOT, "boards", "unix"))
@@ -53,24 +52,25 @@ def test_each_card_gets_its_screen(tmp_path):
          "--display", "none", "--screenshot", str(shots)],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env=dict(os.environ, MICROPYPATH=MP_PATH))
-    first = proc.stdout.readline()
+    said = Output(proc.stdout)
     clone = card_model.Card.issued(MK_C, SERIAL, cf.PURCHASE, "000000000001", "112233445566",
                                    10000, 2, key=bytes(16))  # same files, not the card's key
     cards = [make_card(amount=12345, count=7), make_card(card_type=cf.OPENING, count=1), clone]
     try:
-        assert first.startswith("card slot: listening"), first + proc.stdout.read()
-        for card in cards:
+        said.wait("card slot: listening on 127.0.0.1:%d" % port)
+        for n, card in enumerate(cards, 1):
             sim = card_sim.T0Sim("127.0.0.1", port, card)
             sim.insert()
-            time.sleep(0.5)
+            said.wait("card: shown; waiting for the pull", n)
             sim.pull()
-            time.sleep(0.2)
+            said.wait("card: removed", n)
         sim = card_sim.T0Sim("127.0.0.1", port, make_card())
         sim.insert(pull_after=40)  # pulled in the middle of reading
-        time.sleep(3.5)  # "put the card back" stays up 3 s
+        said.wait("card: removed", 4)  # after "put the card back" has been up 3 s
     finally:
         proc.terminate()
-        out, _ = proc.communicate(timeout=10)
+        proc.wait(10)
+    out = "\n".join(said.close())
     pngs = [pixels(open(p, "rb").read())
             for p in sorted(glob.glob(str(shots / "screen-*.png")))]
     reading = expected("reading")

@@ -68,12 +68,14 @@ class CardSlot:
             self._log("card: error %s %s" % (type(e).__name__, e))
         finally:
             detect.closed = False
+            # free before the first await: a card inserted once "removed"
+            # is logged must find the slot empty
+            self.busy = False
             try:
                 w.close()
                 await w.wait_closed()
             except (OSError, AttributeError):
                 pass
-            self.busy = False
 
 
 
@@ -122,6 +124,7 @@ async def show_card(reader, keys, log=print, ui=None):
                             amount=info.amount)
                 except ValueError:  # an amount no screen can show
                     ui.hold("card_unreadable")
+    log("card: shown; waiting for the pull")
     try:
         await reader.wait_removed()
         log("card: removed")
