@@ -179,7 +179,11 @@ def test_task_scans_and_feeds_the_queue():
         first = await asyncio.wait_for(kp.queue.get(), 1)
         await asyncio.sleep(0.05)  # held: nothing more
         m.release("7")
-        await asyncio.sleep(0.03)
+
+        async def released():
+            while kp.pressed:  # debounced state, whatever the machine's load
+                await asyncio.sleep(0.002)
+        await asyncio.wait_for(released(), 1)
         m.press("ok")
         second = await asyncio.wait_for(kp.queue.get(), 1)
         task.cancel()
