@@ -1,4 +1,6 @@
-"""Small helpers every layer needs, written once: constant-time compare,
+"""Small helpers every layer needs, written once (this module was briefly
+numbers.py: that name shadows CPython's stdlib `numbers`, which hypothesis
+and decimal import): constant-time compare,
 byte inversion, 32-bit fields (low byte first, as DL/T 645 and the card
 send them) and money for people.
 
