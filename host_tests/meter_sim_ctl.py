@@ -15,10 +15,11 @@ import sys
 import tempfile
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import hostpath
+import procs
+
+ROOT = hostpath.ROOT
 SIM = os.path.join(ROOT, "tools", "meter_sim.py")
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-import procs  # noqa: E402
 
 
 class MeterSimError(RuntimeError):

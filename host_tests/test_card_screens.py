@@ -6,20 +6,18 @@ import glob
 import os
 import struct
 import subprocess
-import sys
 import zlib
 
+import hostpath  # noqa: F401
 import card_files as cf
 import card_model
 import card_sim
+import console_display
+import png
+import screens
+import st7565
 from card_sim_ctl import MK_C, SERIAL, Output, free_port, make_card
 from mp_runner import MICROPYTHON, MP_PATH, ROOT
-
-sys.path.insert(0, os.path.join(ROOT, "boards", "unix"))
-import console_display  # noqa: E402
-import png  # noqa: E402
-import screens  # noqa: E402
-import st7565  # noqa: E402
 
 
 def pixels(data):

@@ -1,20 +1,16 @@
 """The ST7565 driver against an emulated panel that decodes its SPI bytes:
 what the panel shows always equals the frame buffer, and partial refresh
 sends only what changed."""
-import os
 import random
-import sys
 
+import hostpath  # noqa: F401
 import pytest
 from hypothesis import given, settings, strategies as st
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                "boards", "unix"))
-
-import console_display  # noqa: E402
-import screens  # noqa: E402
-import st7565  # noqa: E402
-from render_screens import SAMPLE, fields_for  # noqa: E402
+import console_display
+import screens
+import st7565
+from render_screens import SAMPLE, fields_for
 
 FULL = 8 * (3 + 128)
 

@@ -6,14 +6,13 @@ import json
 import os
 import struct
 import subprocess
-import sys
 import zlib
 
 import pytest
 
 from mp_runner import MPY_CROSS, ROOT, run_mp
 
-sys.path.insert(0, os.path.join(ROOT, "boards", "unix"))
+import hostpath  # noqa: F401
 
 import console_display  # noqa: E402
 import console_keys  # noqa: E402

@@ -1,23 +1,28 @@
 """Property tests: the codec against noise, and against an implementation
 nobody here wrote (PyPI dlt645 3.2.0's DLT645Protocol)."""
 import importlib
+import importlib.machinery
+import importlib.util
 import sys
 
+import hostpath
 from hypothesis import given, settings, strategies as st
 
-import dlt645 as ours  # firmware/dlt645.py (firmware/ is first on sys.path)
+import dlt645 as ours  # firmware/dlt645.py (hostpath puts firmware/ first)
 
 
 def _load_theirs():
-    """The PyPI package has the same top-level name as our module: import it
-    with firmware/ off the path, then put ours back."""
-    saved_path = sys.path[:]
-    sys.modules.pop("dlt645")
-    sys.path[:] = [p for p in sys.path if not p.rstrip("/").endswith("firmware")]
+    """The PyPI package has the same top-level name as our module: find it on
+    the path without hostpath's folders, load it as `dlt645` just long enough
+    to import its protocol module, then put ours back."""
+    elsewhere = [p for p in sys.path if p and p not in hostpath.DIRS]
+    spec = importlib.machinery.PathFinder.find_spec("dlt645", elsewhere)
+    theirs = importlib.util.module_from_spec(spec)
+    sys.modules["dlt645"] = theirs
     try:
+        spec.loader.exec_module(theirs)
         return importlib.import_module("dlt645.protocol.protocol").DLT645Protocol
     finally:
-        sys.path[:] = saved_path
         sys.modules["dlt645"] = ours
 
 

@@ -13,19 +13,18 @@ terminal's driver (CPython here) reads and writes back.
   .venv/bin/python tools/bench_card.py
 """
 import asyncio
-import os
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for _sub in ("host_tests/shim", "firmware", "drivers", "tools"):
-    sys.path.insert(0, os.path.join(ROOT, _sub))
+import hostpath
 
-import card_files as cf  # noqa: E402
-import card_model  # noqa: E402
-import card_sim  # noqa: E402
-import user_card  # noqa: E402
-from card_reader import CardReader  # noqa: E402
+import card_files as cf
+import card_model
+import card_sim
+import user_card
+from card_reader import CardReader
+
+ROOT = hostpath.ROOT
 
 BAUD = 9600
 MK_C = bytes.fromhex("fedcba98765432100123456789abcdef")

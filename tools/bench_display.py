@@ -7,13 +7,12 @@ and the frame buffer take (modules loaded as .mpy, as a board would).
 import json
 import os
 import subprocess
-import sys
 import tempfile
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "host_tests"))
+import hostpath
+from mp_runner import MPY_CROSS, run_mp
 
-from mp_runner import MPY_CROSS, run_mp  # noqa: E402
+ROOT = hostpath.ROOT
 
 MODULES = ("firmware/glyphs.py", "firmware/text.py", "firmware/screens.py",
            "firmware/messages.py", "drivers/st7565.py")

@@ -4,18 +4,13 @@ over TCP against the wire model (request bytes + reply delay + reply bytes,
 
     .venv/bin/python tools/bench_meter_sim.py
 """
-import os
 import socket
 import statistics
-import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "host_tests"))
-sys.path.insert(0, os.path.join(ROOT, "tools"))
-
-import meter_sim_codec as codec  # noqa: E402
-from meter_sim_ctl import MeterSim  # noqa: E402
+import hostpath  # noqa: F401
+import meter_sim_codec as codec
+from meter_sim_ctl import MeterSim
 
 ADDR = codec.addr_to_bytes("000000000001")
 

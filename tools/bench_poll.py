@@ -5,14 +5,11 @@ plus the simulator's reply delay per exchange). Target: ratio <= 1.15 for 32.
   python tools/bench_poll.py [N] [BAUD]
 """
 import json
-import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "host_tests"))
-
-from meter_sim_ctl import MeterSim  # noqa: E402
-from mp_runner import run_mp_json  # noqa: E402
+import hostpath  # noqa: F401
+from meter_sim_ctl import MeterSim
+from mp_runner import run_mp_json
 
 REPLY_DELAY_MS = 20
 TARGET = 1.15

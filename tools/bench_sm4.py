@@ -14,13 +14,13 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for _sub in ("host_tests/shim", "firmware"):
-    sys.path.insert(0, os.path.join(ROOT, _sub))
+import hostpath
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
+from gmssl.sm4 import SM4_ENCRYPT, CryptSM4
 
-import sm4  # noqa: E402
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: E402
-from gmssl.sm4 import SM4_ENCRYPT, CryptSM4  # noqa: E402
+import sm4
+
+ROOT = hostpath.ROOT
 
 MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
 BAUD = 2400

@@ -14,13 +14,12 @@ import io
 import os
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+import hostpath
+
+ROOT = hostpath.ROOT
 FONT = "/usr/share/fonts/X11/misc/wenquanyi_9pt.pcf"  # 12 px at 96 dpi
 OUT = os.path.join(ROOT, "firmware", "glyphs.py")
 CELL_BYTES_PER_ROW = 2  # every glyph is at most 16 px wide
-
-for p in ("firmware", "host_tests/shim"):
-    sys.path.insert(0, os.path.join(ROOT, p))
 
 
 class MissingGlyphs(Exception):

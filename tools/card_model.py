@@ -8,13 +8,8 @@ firmware's SM4. Importable by the venv Python and by Debian's /usr/bin/python3
 (only `cryptography` is needed; the file layouts come from card_files.py).
 """
 import os
-import sys
 
-_HERE = os.path.dirname(os.path.abspath(__file__))
-for _p in ("../firmware", "../host_tests/shim"):
-    _p = os.path.normpath(os.path.join(_HERE, _p))
-    if _p not in sys.path:
-        sys.path.append(_p)
+import hostpath  # noqa: F401
 
 import card_files as cf  # noqa: E402
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes  # noqa: E402

@@ -27,9 +27,9 @@ import sys
 import threading
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hostpath  # noqa: F401
 import card_model  # noqa: E402
-import card_files as cf  # noqa: E402  (card_model put firmware/ on the path)
+import card_files as cf  # noqa: E402  (hostpath put firmware/ on the path)
 
 VPCD_PORT = 35963
 _TYPES = {"opening": cf.OPENING, "purchase": cf.PURCHASE, "reissued": cf.REISSUED}

@@ -35,7 +35,7 @@ import os
 import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hostpath  # noqa: F401
 import card_model  # noqa: E402  (host SM4 through OpenSSL; puts firmware/ on the path)
 import card_files as cf  # noqa: E402
 

@@ -18,13 +18,8 @@ real provisioning station give them from a protected file via $(cat ...).
 """
 import argparse
 import os
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for _sub in ("host_tests/shim", "firmware"):
-    _p = os.path.join(ROOT, _sub)
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+import hostpath  # noqa: F401
 
 import keystore  # noqa: E402
 

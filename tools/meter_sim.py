@@ -11,11 +11,10 @@ import argparse
 import asyncio
 import json
 import logging
-import os
 import signal
 import sys
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hostpath  # noqa: F401
 
 import meter_sim_control  # noqa: E402
 import meter_sim_wire  # noqa: E402

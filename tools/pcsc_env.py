@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import hostpath  # noqa: F401
 import procs  # noqa: E402
 
 VPCD_PORT = 35963

@@ -13,15 +13,12 @@ import os
 import sys
 import zlib
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-for _p in ("host_tests/shim", "firmware", "drivers", "boards/unix"):
-    _p = os.path.join(ROOT, _p)
-    if _p not in sys.path:
-        sys.path.insert(0, _p)
+import hostpath
+import framebuf  # the shim under CPython
+import png
+import screens
 
-import framebuf  # noqa: E402  (the shim under CPython)
-import png  # noqa: E402
-import screens  # noqa: E402
+ROOT = hostpath.ROOT
 
 DOCS = os.path.join(ROOT, "docs", "screens")
 GAP = 8  # panel pixels between the two languages
