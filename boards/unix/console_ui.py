@@ -1,19 +1,27 @@
-"""The unix board's screen and keys, wired for terminal.py.
+"""The unix board's console: the emulated panel, a hint line, a table and a
+log, laid out on the terminal, and keys from stdin. The application (idle
+screen, languages, card flow) drives it; this module only draws.
 
-The emulated 128x64 panel sits at the top of the console (34 lines with its
-frame); everything else the terminal prints scrolls below it (a scroll
-region), so the panel is never overwritten. Until the top-up flow takes
-over, the idle screen shows the clock (one partial push a minute) and 'l'
-switches Chinese/English.
+  line 1        +-------------+  the panel: full size (130x34, half blocks)
+    ...         |   panel     |  or compact (66x16, braille) when the
+  line P        +-------------+  terminal is smaller than 130x43
+  line P+1      hint             fixed (the keys), never scrolls
+  line P+2...   table            replaced by table(), e.g. the meters polled
+  below         log              log() lines scroll here (a scroll region);
+  last line     (cursor)         the cursor rests on the empty last line
+
+Anything else printed lands in the log region too. close() puts the
+terminal back and leaves the cursor on the last line, below it all.
 """
 import asyncio
 import sys
 
-# The display modules are imported only when a UI is made: the glyphs and the
-# catalogue cost heap a terminal run without a screen should not pay.
+# The display modules are imported only when a console is made: the glyphs
+# and the catalogue cost heap a terminal run without a screen should not pay.
 
-_PANEL_LINES = 34
-_BELOW = _PANEL_LINES + 2  # first line of the scrolling region
+_LOG_MIN = 3  # log lines kept free under the table (the last one is the cursor's)
+_ROOM_FULL = 8  # lines a full-size panel leaves for the hint, table and log
+_KEEP = 64  # log lines remembered, to redraw the log when the table grows
 
 
 def is_tty(fd=1):
@@ -25,91 +33,233 @@ def is_tty(fd=1):
         return False
 
 
-class ConsoleUI:
-    def __init__(self, draw=True, screenshot_dir=None, out=None, lang="zh"):
+def terminal_size():
+    """(columns, lines) of the terminal on stdout, or None. $COLUMNS and
+    $LINES when both are set; else `stty size` once (the unix port has no
+    ioctl: this runs a shell, so call it at start, not on every draw)."""
+    import os
+    c, r = os.getenv("COLUMNS"), os.getenv("LINES")
+    if c and r and c.isdigit() and r.isdigit():
+        return int(c), int(r)
+    import binascii
+    path = "/tmp/console-size-" + binascii.hexlify(os.urandom(6)).decode()
+    try:
+        if os.system("stty size <&1 >%s 2>/dev/null" % path) != 0:
+            return None
+        with open(path) as f:
+            r, c = f.read().split()
+        return int(c), int(r)
+    except (OSError, ValueError):
+        return None
+    finally:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
+def pick_mode(cols, rows):
+    """The panel mode for a terminal of cols x rows, or None: too small."""
+    import console_display
+    fw, fh = console_display.SIZES["full"]
+    cw, ch = console_display.SIZES["compact"]
+    if cols >= fw and rows >= fh + _ROOM_FULL:
+        return "full"
+    if cols >= cw and rows >= ch + 1 + _LOG_MIN:
+        return "compact"
+    return None
+
+
+def too_small(cols, rows):
+    import console_display
+    fw, fh = console_display.SIZES["full"]
+    cw, ch = console_display.SIZES["compact"]
+    return ("terminal: panel off: this terminal is %dx%d, the panel needs %dx%d "
+            "(%dx%d full size); --screenshot DIR saves every screen as PNG"
+            % (cols, rows, cw, ch + 1 + _LOG_MIN, fw, fh + _ROOM_FULL))
+
+
+def fit(text, width):
+    """text cut to `width` console columns (CJK counts two)."""
+    n = 0
+    for i, ch in enumerate(text):
+        n += 2 if ord(ch) >= 0x1100 else 1
+        if n > width:
+            return text[:i]
+    return text
+
+
+class Console:
+    """The panel (`display`), keys (`keys`), hint, table and log on the
+    console. draw=False: nothing is laid out; table and log are printed as
+    they come (screenshots still work). size=(columns, lines): for tests;
+    by default the terminal's size, asked at start()."""
+
+    def __init__(self, draw=True, screenshot_dir=None, out=None, size=None):
         import console_display
         import console_keys
         import keypad
         self.out = out if out is not None else sys.stdout
         self.drawing = draw
+        self.size = size
+        self.mode = None
         self.display = console_display.ConsoleDisplay(
             out=self.out, screenshot_dir=screenshot_dir, draw=False)
         self.keys = keypad.KeyQueue()
         self.console_keys = console_keys.ConsoleKeys(self.keys)
-        self.lang = lang
+        self._hint = ""
+        self._table = []
+        self._table_rows = 0
+        self._log = []
         self._tasks = []
-        self._held = False  # a card's screen is up: the clock must not replace it
+        self._started = False
+        self._closed = False
+
+    # -- layout ------------------------------------------------------------
+
+    def _rows(self):
+        """(panel lines, first table line, first log line, last line)."""
+        import console_display
+        p = console_display.SIZES[self.mode][1]
+        return p, p + 2, p + 2 + self._table_rows, self.size[1]
+
+    def _table_max(self):
+        _, top, _, last = self._rows()
+        return last - top + 1 - _LOG_MIN
+
+    def _layout(self):
+        """Scroll region = the log; the log redrawn from what it remembers."""
+        _, _, log_top, last = self._rows()
+        w = self.out.write
+        width = self.size[0] - 1
+        w("\x1b[%d;%dr" % (log_top, last))
+        shown = self._log[len(self._log) - (last - log_top):] if last > log_top else []
+        row = last - len(shown)
+        for i in range(log_top, last + 1):
+            w("\x1b[%d;1H\x1b[K" % i)
+            if i >= row and i < last:
+                w(fit(shown[i - row], width))
+        w("\x1b[%d;1H" % last)
 
     def start(self):
+        """Lay out the console (when drawing), raw keys, start the key task."""
+        if self._started:
+            return self
+        self._started = True
         if self.drawing:
-            w = self.out.write
-            # Clear, keep lines 1..34 for the panel, scroll the rest.
-            w("\x1b[2J\x1b[%d;r\x1b[%d;1H" % (_BELOW, _BELOW))
-            self.console_keys.raw_mode()
-            if hasattr(sys, "atexit"):
-                sys.atexit(self.close)
-            self._tasks.append(asyncio.create_task(self.console_keys.run()))
-        self._tasks.append(asyncio.create_task(self._idle()))
+            if self.size is None:
+                self.size = terminal_size() or (132, 48)
+            self.mode = pick_mode(*self.size)
+            if self.mode is None:
+                self.out.write(too_small(*self.size) + "\n")
+                self.drawing = False
+        if self.drawing:
+            self.out.write("\x1b[2J")
+            self._layout()
+            self.display.mode = self.mode
+            self.display.top = 1
+            self.display.redraw()
+            self.display.draw = True
+            self.display.draw_console()  # what the panel holds now
+            self._draw_hint()
+        elif self._hint:
+            self.out.write(self._hint + "\n")
+        self.console_keys.raw_mode()
+        if hasattr(sys, "atexit"):
+            sys.atexit(self.close)
+        self._tasks.append(asyncio.create_task(self.console_keys.run()))
         return self
 
-    def show(self, name, **fields):
-        """Draw a screen (in the current language) and push it."""
-        import screens
-        n = screens.show(self.display, name, self.lang, **fields)
-        if self.drawing:
-            w = self.out.write
-            w("\x1b7")  # save the cursor: the panel is drawn at the top
-            self.display.draw_console()
-            w("\x1b8")
-        return n
+    # -- the three text areas ---------------------------------------------
 
-    def hold(self, name, **fields):
-        """Show a screen that stays until release() (a card is in the slot)."""
-        self._held = True
-        return self.show(name, **fields)
+    def _draw_hint(self):
+        p = self._rows()[0]
+        self.out.write("\x1b7\x1b[%d;1H\x1b[K%s\x1b8"
+                       % (p + 1, fit(self._hint, self.size[0] - 1)))
 
-    def release(self):
-        """Back to the idle screen."""
-        import time
-        self._held = False
-        self.show("idle", time=time.localtime())
+    def hint(self, text):
+        """The fixed line under the panel (e.g. which keys do what)."""
+        text = text.replace("\n", " ")
+        if text == self._hint:
+            return
+        self._hint = text
+        if self.drawing and self._started:
+            self._draw_hint()
+        elif self._started:
+            self.out.write(text + "\n")
 
     def table(self, text):
-        """Text that replaces the previous block under the panel."""
-        if self.drawing:
-            self.out.write("\x1b[%d;1H\x1b[J" % _BELOW)
-        print(text)
+        """Replace the block under the hint (the log below is kept)."""
+        lines = text.split("\n")
+        if not (self.drawing and self._started):
+            self.out.write(text + "\n")
+            return
+        if len(lines) > self._table_rows:
+            grow = min(len(lines), self._table_max())
+            if grow > self._table_rows:
+                self._table_rows = grow
+                self._layout()
+        n = self._table_rows
+        if n == 0:
+            return  # no room under the panel at all
+        if len(lines) > n:
+            more = len(lines) - n + 1
+            lines = lines[:n - 1] + ["... %d more line%s: a taller terminal shows them"
+                                     % (more, "" if more == 1 else "s")]
+        _, top, _, _ = self._rows()
+        width = self.size[0] - 1
+        w = self.out.write
+        w("\x1b7")
+        for i in range(n):
+            w("\x1b[%d;1H\x1b[K" % (top + i))
+            if i < len(lines):
+                w(fit(lines[i], width))
+        w("\x1b8")
+        self._table = lines
 
-    async def _idle(self):
-        import keypad
-        import time
-        while True:
-            t = time.localtime()
-            if not self._held:
-                self.show("idle", time=t)
-            try:
-                key = await asyncio.wait_for(self.keys.get(), 60 - t[5])
-            except asyncio.TimeoutError:
-                continue  # a new minute
-            if key == keypad.LANG:
-                self.lang = "en" if self.lang == "zh" else "zh"
+    def log(self, line):
+        """A line at the bottom of the log; older ones scroll up."""
+        for part in line.split("\n"):
+            self._log.append(part)
+            if self.drawing and self._started:
+                # The cursor rests at the start of the empty last line.
+                self.out.write(fit(part, self.size[0] - 1) + "\n")
+            else:
+                self.out.write(part + "\n")
+        if len(self._log) > _KEEP:
+            self._log = self._log[len(self._log) - _KEEP:]
+
+    # -- the end -----------------------------------------------------------
 
     def close(self):
+        """Stop the key task, give the terminal back, cursor below it all.
+        Safe to call twice (atexit calls it again)."""
+        if self._closed:
+            return
+        self._closed = True
         for t in self._tasks:
             t.cancel()
         self._tasks = []
         self.console_keys.restore()
-        if self.drawing:
-            self.out.write("\x1b[r\n")
-            self.drawing = False  # closed: once is enough (atexit calls again)
+        if self.drawing and self._started:
+            self.display.draw = False
+            self.out.write("\x1b[r\x1b[%d;1H\x1b[K" % self.size[1])
+        self.drawing = False
 
 
 def start(opts):
-    """From terminal.py's options: a running ConsoleUI, or None.
-    opts["display"]: "console", "none" or None (console on a tty unless --once)."""
+    """From terminal.py's options: a started Console, or None.
+    opts["display"]: "console", "none" or None (console when stdout is a tty,
+    except with --once); opts["screenshot"]: a folder for PNGs; opts["hint"]:
+    the hint line's text."""
     mode = opts.get("display")
     if mode is None:
-        mode = "console" if is_tty() and not opts.get("once") else "none"
+        if is_tty() or opts.get("once"):
+            mode = "none" if opts.get("once") else "console"
+        else:
+            mode = "none"
+            print("terminal: panel off: stdout is not a terminal (run it in one of at least "
+                  "66x20, or --screenshot DIR saves every screen as PNG)")
     if mode not in ("console", "none"):
         raise ValueError("--display is console or none")
     shots = opts.get("screenshot")
@@ -121,4 +271,7 @@ def start(opts):
             os.mkdir(shots)
         except OSError:
             pass  # exists (or is unusable: the first screenshot says so)
-    return ConsoleUI(draw=(mode == "console"), screenshot_dir=shots).start()
+    c = Console(draw=(mode == "console"), screenshot_dir=shots)
+    if opts.get("hint"):
+        c.hint(opts["hint"])
+    return c.start()
