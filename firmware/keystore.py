@@ -2,16 +2,24 @@
 per-meter key overrides, in a file of its own (e.g. /keys/keystore.bin),
 apart from application data.
 
-File layout (version 1), all fields in this order:
+The file is a storage.py checked file (magic "TSF\\x01", length, SHA-256;
+written atomically, an interrupted save recovered on load) holding the key
+store record below. Files written before storage.py, the bare record, still
+load; the next save rewrites them in the checked form.
+
+Key store record (version 1), all fields in this order:
 
     magic "TKS" 3 | version 1 | terminal id 6 (BCD, low byte first, as sent)
     | MK_M 16 | MK_C 16 | K_t (transport) 16 | n 2 (little-endian)
-    | n x meter override 26 | SHA-256 of everything before it 32
+    | n x meter override 26 (saved in address order; an address at most once)
+    | SHA-256 of everything before it 32
 
-The SHA-256 catches corruption (a torn write, a flash fault): any changed,
-missing or extra byte makes load() raise KeyStoreError. It is not a secret
-check; protecting the file is the board's job (read-out protection).
-There is never a fallback to a default key: no file, no keys, no credit.
+The SHA-256s catch corruption (a torn write, a flash fault): any changed,
+missing or extra byte makes load() raise KeyStoreError, and so does a file
+larger than 1000 overrides can make, before it is read. They are not a
+secret check; protecting the file is the board's job (read-out protection),
+and the host tool creates it owner-only (0600). There is never a fallback to
+a default key: no file, no keys, no credit.
 
 Meter override (a meter from another key batch, whose K_m is not
 KDF(MK_M, F)); this is also the import format the technician's tool
@@ -23,7 +31,8 @@ produces, and K_m stays sealed inside it even at rest:
     K_enc = KDF(K_t, "KMENC\\0\\0\\0"), K_mac = KDF(K_t, "KMMAC\\0\\0\\0")
 
 (two keys derived from K_t so one key never both encrypts and MACs). An
-override with a wrong MAC is refused on import and on load.
+override with a wrong MAC, or sealing a blank K_m (all 00 or FF), is refused
+on import and on load.
 
 The operator code in DL/T 645 control-03 frames is terminal_id[0:4], the
 terminal id's low four bytes as they are sent (see operator_code).
@@ -35,12 +44,14 @@ from micropython import const
 
 import bcd
 import sm4
+import storage
 
 _MAGIC = b"TKS"
 _VERSION = const(1)
 _HEAD = const(60)  # magic .. n
 _ENTRY = const(26)
 _MAX_OVERRIDES = const(1000)
+_MAX_SIZE = const(26092)  # _HEAD + _MAX_OVERRIDES * _ENTRY + 32
 _D_ENC = b"KMENC\x00\x00\x00"
 _D_MAC = b"KMMAC\x00\x00\x00"
 
@@ -49,11 +60,15 @@ class KeyStoreError(Exception):
     """The key store cannot be used; the message says what to do."""
 
 
+def _blank(k):
+    return k == bytes(16) or k == b"\xff" * 16
+
+
 def _key(k, what):
     if not isinstance(k, (bytes, bytearray)) or len(k) != 16:
         raise KeyStoreError(what + " must be 16 bytes")
     k = bytes(k)
-    if k == bytes(16) or k == b"\xff" * 16:
+    if _blank(k):
         raise KeyStoreError(what + " is blank (all 00 or FF): provision real keys")
     return k
 
@@ -128,6 +143,10 @@ class KeyStore:
             raise KeyStoreError(
                 "meter key record for %s fails its MAC: not sealed with this "
                 "terminal's transport key, or damaged; re-export it" % bcd.to_digits(rec[0:6]))
+        if _blank(sm4.Cipher(k_enc).decrypt(rec[6:22])):  # seal_meter_key refuses these
+            raise KeyStoreError(
+                "meter key record for %s seals a blank key (all 00 or FF): "
+                "re-export it with the meter's real key" % bcd.to_digits(rec[0:6]))
 
     def import_meter_key(self, record):
         """Register a sealed meter key (26 bytes, see module doc); returns the address digits."""
@@ -159,19 +178,8 @@ class KeyStore:
         return bytes(body) + hashlib.sha256(body).digest()
 
     def save(self, path):
-        """Write atomically: a temporary file, then rename over the old one."""
-        data = self.to_bytes()
-        tmp = path + ".tmp"
-        with open(tmp, "wb") as f:
-            f.write(data)
-            f.flush()
-        try:
-            os.rename(tmp, path)
-        except OSError:
-            # FAT cannot rename over an existing file; the .tmp copy stays
-            # complete until the rename is done.
-            os.remove(path)
-            os.rename(tmp, path)
+        """Write atomically (storage.write_atomic), owner-only on a host."""
+        storage.write_atomic(path, self.to_bytes(), private=True)
 
     @classmethod
     def from_bytes(cls, data, where="key store"):
@@ -187,20 +195,42 @@ class KeyStore:
         if n != end + 32:
             raise KeyStoreError(where + " has the wrong length (%d bytes, header says %d): "
                                 "truncated or damaged, re-provision it" % (n, end + 32))
-        if hashlib.sha256(data[0:end]).digest() != data[end:]:
+        if hashlib.sha256(memoryview(data)[0:end]).digest() != data[end:]:
             raise KeyStoreError(where + " is corrupted (checksum mismatch): re-provision it")
         ks = cls(data[4:10], data[10:26], data[26:42], data[42:58])
         for off in range(_HEAD, end, _ENTRY):
+            if bytes(data[off:off + 6]) in ks._overrides:
+                raise KeyStoreError(where + " holds meter %s twice: damaged or edited by "
+                                    "hand, re-provision it" % bcd.to_digits(data[off:off + 6]))
             ks.import_meter_key(data[off:off + _ENTRY])
         return ks
 
     @classmethod
     def load(cls, path):
+        """Read, check and recover (storage.read_checked); KeyStoreError says
+        what to do when the file is missing, unreadable or damaged."""
         try:
-            with open(path, "rb") as f:
-                data = f.read()
-        except OSError:
+            data = storage.read_checked(path, _MAX_SIZE)
+        except storage.Missing:
             raise KeyStoreError(
-                "key store %s missing or unreadable: provision the terminal "
-                "(tools/make_keystore.py)" % path)
+                "key store %s missing: provision the terminal (tools/make_keystore.py)" % path)
+        except storage.Corrupt as e:
+            data = _bare_record(path)
+            if data is None:
+                raise KeyStoreError("key store %s: re-provision it" % e)
+        except OSError as e:
+            raise KeyStoreError("key store %s unreadable (error %s): check the flash, "
+                                "re-provision it" % (path, e.args[0]))
         return cls.from_bytes(data, "key store " + path)
+
+
+def _bare_record(path):
+    """A key store file written before storage.py (the bare record), or None."""
+    try:
+        if os.stat(path)[6] <= _MAX_SIZE:
+            with open(path, "rb") as f:
+                if f.read(3) == _MAGIC:
+                    return _MAGIC + f.read()
+    except OSError:
+        pass
+    return None

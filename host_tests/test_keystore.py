@@ -228,21 +228,206 @@ def test_micropython_reads_and_writes_the_same_format(tmp_path):
         p = tmp_path / name
         p.write_bytes(content)
         bads.append(str(p))
+    with open(tmp_path / "huge", "wb") as f:  # sparse: 1 MB on a 64 KB heap
+        f.truncate(1 << 20)
+    (tmp_path / "legacy.bin").write_bytes(dev_store().to_bytes())
+    (tmp_path / "fat.bin.tmp").write_bytes(data)
     out = str(tmp_path / "mp.bin")
     r = run_mp_json("host_tests/mp/keystore_check.py", str(tmp_path),
                     keystore.seal_meter_key(H("77" * 16), "000000000002", OTHER_KM).hex(),
                     keystore.seal_meter_key(K_T, "000000000002", OTHER_KM).hex(), heap="64k")
     assert r["km1"] == K_M_VECTOR and r["kc"] == K_C_VECTOR and r["op"] == "99000000"
     assert MK_M.hex() not in r["repr"]
-    assert [e.split(":")[0] for e in r["errors"]] == [
-        "key store %s is corrupted (checksum mismatch)" % bads[0],
-        "key store %s is truncated (%d bytes)" % (bads[1], len(data) - 1),
-        "key store %s is not a key store (wrong magic)" % bads[2],
-        "key store %s is not a key store (wrong magic)" % bads[3],
-        "key store %s missing or unreadable" % (tmp_path / "missing.bin"),
+    assert r["errors"] == [
+        "key store %s is corrupted (checksum mismatch): re-provision it" % bads[0],
+        "key store %s has the wrong length (%d bytes, header says %d): re-provision it"
+        % (bads[1], len(data) - 1, len(data)),
+        "key store %s is not a checked file (wrong magic): re-provision it" % bads[2],
+        "key store %s is truncated (0 bytes): re-provision it" % bads[3],
+        "key store %s is too large (1048576 bytes, at most 26132 expected): re-provision it"
+        % (tmp_path / "huge"),
+        "key store %s missing: provision the terminal (tools/make_keystore.py)"
+        % (tmp_path / "missing.bin"),
     ]
+    assert r["legacy"] == K_M_VECTOR
+    assert r["fat"] == K_M_VECTOR and r["fat_files"] == ["fat.bin"]
     assert "fails its MAC" in r["bad_import"]
     assert r["imported"] == "000000000002" and r["km2"] == OTHER_KM.hex()
     back = KeyStore.load(out)
     assert back.meter_key("000000000002") == OTHER_KM
-    assert sorted(os.listdir(tmp_path)) == sorted(["good.bin", "mp.bin", "flip", "trunc", "magic", "empty"])
+    assert sorted(os.listdir(tmp_path)) == sorted(
+        ["good.bin", "mp.bin", "flip", "trunc", "magic", "empty", "huge", "legacy.bin", "fat.bin"])
+
+
+# --- holes closed: each test failed before its fix ---------------------------
+
+def test_oversized_file_is_refused_by_its_size_before_it_is_read(tmp_path, monkeypatch):
+    import storage
+    p = tmp_path / "keys.bin"
+    dev_store().save(str(p))
+    with open(p, "ab") as f:
+        f.truncate(64 << 20)  # sparse
+    opened = []
+    real_open = open
+    monkeypatch.setattr(storage, "open", lambda *a: opened.append(a) or real_open(*a), raising=False)
+    monkeypatch.setattr(keystore, "open", lambda *a: opened.append(a) or real_open(*a), raising=False)
+    with pytest.raises(KeyStoreError, match="too large"):
+        KeyStore.load(str(p))
+    assert opened == []
+
+
+def test_largest_key_store_still_loads(tmp_path):
+    ks = dev_store()
+    for i in range(1000):
+        ks.import_meter_key(keystore.seal_meter_key(K_T, "%012d" % (i + 1), OTHER_KM))
+    p = str(tmp_path / "keys.bin")
+    ks.save(p)
+    assert os.path.getsize(p) == 26092 + 40
+    assert len(KeyStore.load(p).overrides()) == 1000
+
+
+class PowerCut(Exception):
+    pass
+
+
+def _fat_rename(real_rename):
+    """os.rename as FAT does it: never over an existing file."""
+    def rename(src, dst):
+        if os.path.exists(dst):
+            raise OSError(17, "File exists", dst)
+        real_rename(src, dst)
+    return rename
+
+
+def test_fat_save_cut_between_remove_and_rename_is_recovered(tmp_path, monkeypatch):
+    p = str(tmp_path / "keys.bin")
+    dev_store().save(p)
+    new = KeyStore("000000000100", MK_M, MK_C, K_T)
+    real_remove = os.remove
+    monkeypatch.setattr(os, "rename", _fat_rename(os.rename))
+
+    def remove_then_cut(path):
+        real_remove(path)
+        raise PowerCut()
+    monkeypatch.setattr(os, "remove", remove_then_cut)
+    with pytest.raises(PowerCut):
+        new.save(p)
+    monkeypatch.setattr(os, "remove", real_remove)
+    assert os.listdir(tmp_path) == ["keys.bin.tmp"]
+    assert KeyStore.load(p).terminal_id == bcd.from_digits("000000000100")
+    assert os.listdir(tmp_path) == ["keys.bin"]  # the rename was finished
+    assert KeyStore.load(p).terminal_id == bcd.from_digits("000000000100")
+
+
+def test_fat_save_without_a_cut_replaces_the_file(tmp_path, monkeypatch):
+    p = str(tmp_path / "keys.bin")
+    monkeypatch.setattr(os, "rename", _fat_rename(os.rename))
+    dev_store().save(p)
+    KeyStore("000000000100", MK_M, MK_C, K_T).save(p)
+    assert os.listdir(tmp_path) == ["keys.bin"]
+    assert KeyStore.load(p).terminal_id == bcd.from_digits("000000000100")
+
+
+def test_save_cut_while_writing_keeps_the_old_store(tmp_path, monkeypatch):
+    p = str(tmp_path / "keys.bin")
+    dev_store().save(p)
+    monkeypatch.setattr(os, "rename", lambda *a: (_ for _ in ()).throw(PowerCut()))
+    with pytest.raises(PowerCut):
+        KeyStore("000000000100", MK_M, MK_C, K_T).save(p)
+    monkeypatch.undo()
+    with open(p + ".tmp", "r+b") as f:  # and the .tmp torn
+        f.truncate(50)
+    assert KeyStore.load(p).terminal_id == H("990000000000")
+    assert os.listdir(tmp_path) == ["keys.bin"]
+
+
+def _mode(path):
+    return os.stat(path).st_mode & 0o777
+
+
+def test_tool_creates_key_stores_owner_only_whatever_the_umask(tmp_path):
+    p = str(tmp_path / "keystore.bin")
+    with open(p + ".tmp", "wb"):  # a stale world-readable .tmp must not be reused
+        pass
+    os.chmod(p + ".tmp", 0o666)
+    r = subprocess.run([sys.executable, TOOL, "create", p, "--dev"],
+                       capture_output=True, text=True, umask=0)
+    assert r.returncode == 0, r.stderr
+    assert _mode(p) == 0o600
+    assert os.listdir(tmp_path) == ["keystore.bin"]
+    r = subprocess.run([sys.executable, TOOL, "import", p,
+                        keystore.seal_meter_key(MK_M, "000000000002", OTHER_KM).hex()],
+                       capture_output=True, text=True, umask=0)
+    assert r.returncode != 0  # wrong transport key: nothing written
+    assert _mode(p) == 0o600
+
+
+def test_tmp_is_owner_only_from_its_first_byte(tmp_path, monkeypatch):
+    import make_keystore
+    p = str(tmp_path / "keystore.bin")
+    seen = []
+    real_rename = os.rename
+
+    def spy(src, dst):
+        seen.append(_mode(src))
+        real_rename(src, dst)
+    monkeypatch.setattr(os, "rename", spy)
+    old = os.umask(0)
+    try:
+        make_keystore.main(["create", p, "--dev"])
+        make_keystore.main(["import", p, keystore.seal_meter_key(
+            make_keystore.keystore.KeyStore.load(p)._k_t, "000000000002", OTHER_KM).hex()])
+    finally:
+        os.umask(old)
+    assert seen == [0o600, 0o600] and _mode(p) == 0o600
+
+
+def _raw_record(address, k_m, k_t=K_T):
+    """A sealed record built by hand, bypassing seal_meter_key's checks."""
+    k_enc, k_mac = sm4.kdf(k_t, b"KMENC\0\0\0"), sm4.kdf(k_t, b"KMMAC\0\0\0")
+    a = bcd.from_digits(address)
+    e = sm4.encrypt(k_enc, k_m)
+    return a + e + sm4.mac(k_mac, a + e)
+
+
+def test_hand_sealer_matches_the_module():
+    assert _raw_record("000000000002", OTHER_KM) == keystore.seal_meter_key(K_T, "000000000002", OTHER_KM)
+
+
+@pytest.mark.parametrize("blank", [bytes(16), b"\xff" * 16])
+def test_sealed_blank_meter_key_is_refused_on_import_and_load(blank):
+    with pytest.raises(KeyStoreError):
+        keystore.seal_meter_key(K_T, "000000000002", blank)  # the seal side
+    rec = _raw_record("000000000002", blank)
+    ks = dev_store()
+    with pytest.raises(KeyStoreError, match="blank"):
+        ks.import_meter_key(rec)
+    assert ks.overrides() == []
+    body = bytearray(dev_store().to_bytes()[:-32])
+    body[58:60] = (1).to_bytes(2, "little")
+    with pytest.raises(KeyStoreError, match="blank"):
+        KeyStore.from_bytes(_rehash(bytes(body) + rec))
+
+
+def test_duplicate_meter_address_in_a_file_is_refused():
+    first = keystore.seal_meter_key(K_T, "000000000002", OTHER_KM)
+    second = keystore.seal_meter_key(K_T, "000000000002", H("a5" * 16))
+    body = bytearray(dev_store().to_bytes()[:-32])
+    body[58:60] = (2).to_bytes(2, "little")
+    with pytest.raises(KeyStoreError, match="000000000002 twice"):
+        KeyStore.from_bytes(_rehash(bytes(body) + first + second))
+
+
+def test_bare_record_saved_before_storage_still_loads_and_is_upgraded_on_save(tmp_path):
+    p = str(tmp_path / "keys.bin")
+    with open(p, "wb") as f:
+        f.write(_file(None))
+    ks = KeyStore.load(p)
+    assert ks.meter_key("000000000002") == OTHER_KM
+    ks.save(p)
+    assert open(p, "rb").read(4) == b"TSF\x01"
+    assert KeyStore.load(p).to_bytes() == ks.to_bytes()
+    with open(p, "wb") as f:  # a damaged bare record says what is wrong
+        f.write(_file(None)[:-1])
+    with pytest.raises(KeyStoreError, match="wrong length"):
+        KeyStore.load(p)

@@ -13,8 +13,10 @@
     make_keystore.py show KEYSTORE
         Terminal id and overridden meters; never a key.
 
-Keys on a command line end up in shell history and the process list: on a
-real provisioning station give them from a protected file via $(cat ...).
+Key stores (and their .tmp while saving) are created owner-only (0600),
+whatever the umask. Keys on a command line end up in shell history and the
+process list: on a real provisioning station give them from a protected
+file via $(cat ...).
 """
 import argparse
 import os
