@@ -16,6 +16,10 @@ MESSAGES = {
         ("集中充值终端", "{time}", "请插入购电卡"),
         ("Top-up terminal", "{time}", "Please insert your purchase card."),
     ),
+    "about": (
+        ("关于本终端", "版本 {version}\n终端 {terminal}", "按取消返回"),
+        ("About", "Version {version}\nTerminal {terminal}", "Cancel: back"),
+    ),
     "reading": (
         ("正在读卡", "请稍候", "读卡完成前请勿拔卡"),
         ("Reading card", "Please wait.", "Do not remove the card."),
@@ -33,7 +37,16 @@ MESSAGES = {
         ("充值成功", "已充入 {amount}元\n表内余额 {balance}元", "请取走卡片"),
         ("Top-up done", "Credited ¥{amount}\nBalance ¥{balance}", "Please take your card."),
     ),
+    "cancelled": (
+        ("已取消", "未向电表充值", "请取走卡片"),
+        ("Cancelled", "Nothing was sent to your meter.", "Please take your card."),
+    ),
     # -- resident: refusals (each says what to do next) -------------------
+    "nothing_to_credit": (
+        ("卡内无购电", "此卡没有可充入的金额", "请到供电营业厅购电"),
+        ("Nothing to credit", "This card holds no purchase.",
+         "Buy credit at the utility office."),
+    ),
     "opening_card": (
         ("开户卡", "首次购电须在表上完成", "请到您的电表处插卡"),
         ("Opening card", "A first purchase is made at your meter.",

@@ -11,6 +11,7 @@ garbled screen: money is an int in fen (formatted by integer arithmetic, no
 floats), customer and meter numbers are 12-digit strings.
 """
 from micropython import const
+import common
 import messages
 import text
 
@@ -22,14 +23,11 @@ _MONEY_MAX = const(99999999)  # 999999.99 yuan: the meter's XXXXXX.XX BCD range
 
 
 def money(fen):
-    """12345 -> '123.45'; -5 -> '-0.05'."""
-    if not isinstance(fen, int) or isinstance(fen, bool):
-        raise TypeError("money is an int in fen, got %r" % (fen,))
+    """12345 -> '123.45'; -5 -> '-0.05'; within what the meter can show."""
+    s = common.money(fen)  # TypeError for anything but an int
     if not -_MONEY_MAX <= fen <= _MONEY_MAX:
         raise ValueError("money out of range: %d fen" % fen)
-    sign = "-" if fen < 0 else ""
-    fen = -fen if fen < 0 else fen
-    return "%s%d.%02d" % (sign, fen // 100, fen % 100)
+    return s
 
 
 def _number12(v):
@@ -67,6 +65,13 @@ def _time(v):
     return "%04d-%02d-%02d %02d:%02d" % (y, mo, d, h, mi)
 
 
+def _version(v):
+    # "0.9.0": digits and dots, short enough for one line
+    if not isinstance(v, str) or not 0 < len(v) <= 12 or not _all_digits(v.replace(".", "")):
+        raise ValueError("version is digits and dots, got %r" % (v,))
+    return v
+
+
 def _percent(v):
     if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 100:
         raise ValueError("percent is an int 0..100, got %r" % (v,))
@@ -78,6 +83,8 @@ FIELDS = {
     "balance": money,
     "customer": _number12,
     "meter": _number12,
+    "terminal": _number12,
+    "version": _version,
     "digits": _digits,
     "time": _time,
     "percent": _percent,

@@ -37,17 +37,18 @@ KEY_ROWS = (10, 11, 12, 13)
 KEY_COLS = (14, 15, 16, 22)
 
 
-def rs485_bus(spec=None, baudrate=2400):
-    """The meter bus. `spec` is ignored here: the board has one bus."""
+def bus(config=None):
+    """The meter bus: 2400 baud 8E1 unless the configuration says otherwise."""
+    baudrate = (config or {}).get("baud", 2400)
     uart = UART(_BUS_UART, baudrate=baudrate, bits=8, parity=0, stop=1,
                 tx=Pin(_BUS_TX), rx=Pin(_BUS_RX), txbuf=256, rxbuf=512)
     return RS485(uart, de=Pin(_BUS_DE, Pin.OUT, value=0), baudrate=baudrate)
 
 
 def card_reader(baud=9600):
-    """The card slot: UART0 through the card interface chip (its I/O line
-    loops our own bytes back: echo), detect switch low with a card in, and
-    the card's clock from PWM (3.5712 MHz: 9600 baud at the default F/D)."""
+    """The card interface: UART0 through the card interface chip (its I/O
+    line loops our own bytes back: echo), detect switch low with a card in,
+    and the card's clock from PWM (3.5712 MHz: 9600 baud at the default F/D)."""
     import asyncio
     from machine import PWM
     from card_reader import CardReader
@@ -57,27 +58,58 @@ def card_reader(baud=9600):
     clk.duty_u16(32768)
     uart = UART(CARD_UART, baudrate=baud, bits=8, parity=0, stop=2,
                 tx=Pin(CARD_IO), rx=Pin(CARD_RX))
+    reset = Pin(CARD_RESET, Pin.OUT, value=0)
     return CardReader(asyncio.StreamReader(uart), asyncio.StreamWriter(uart, {}),
-                      detect=Pin(CARD_DETECT, Pin.IN, Pin.PULL_UP),
-                      reset=Pin(CARD_RESET, Pin.OUT, value=0),
-                      echo=True, baud=baud, detect_level=0)
+                      detect=Pin(CARD_DETECT, Pin.IN, Pin.PULL_UP), reset=reset,
+                      echo=True, baud=baud, detect_level=0), reset
 
 
-def display():
-    """The ST7565 128x64 LCD on SPI0 (mode 3, 8 MHz)."""
-    from machine import SPI
-    from st7565 import ST7565
+def card_slot(config=None):
+    """The card slot the app serves: the reader behind its detect switch."""
+    from card_detect import DetectSlot
 
-    spi = SPI(0, baudrate=8000000, polarity=1, phase=1,
-              sck=Pin(LCD_SCK), mosi=Pin(LCD_MOSI))
-    return ST7565(spi, Pin(LCD_DC, Pin.OUT), Pin(LCD_CS, Pin.OUT, value=1),
-                  Pin(LCD_RST, Pin.OUT, value=1))
+    reader, reset = card_reader()
+    return DetectSlot(reader, reset)
 
 
-def keypad():
-    """The 4x4 keypad: rows driven low one at a time, columns pulled up."""
+_lcd = None
+
+
+def display(config=None):
+    """The ST7565 128x64 LCD on SPI0 (mode 3, 8 MHz), made once."""
+    global _lcd
+    if _lcd is None:
+        from machine import SPI
+        from st7565 import ST7565
+
+        spi = SPI(0, baudrate=8000000, polarity=1, phase=1,
+                  sck=Pin(LCD_SCK), mosi=Pin(LCD_MOSI))
+        _lcd = ST7565(spi, Pin(LCD_DC, Pin.OUT), Pin(LCD_CS, Pin.OUT, value=1),
+                      Pin(LCD_RST, Pin.OUT, value=1))
+    return _lcd
+
+
+def keys(config=None):
+    """The 4x4 keypad (rows driven low one at a time, columns pulled up),
+    scanned in its own task; returns the queue it fills."""
     from keypad import Keypad
 
     rows = [Pin(p, Pin.OUT, value=1) for p in KEY_ROWS]
     cols = [Pin(p, Pin.IN, Pin.PULL_UP) for p in KEY_COLS]
-    return Keypad(rows, cols)
+    pad = Keypad(rows, cols)
+    pad.start()
+    return pad.queue
+
+
+def clock():
+    import time
+    return time.localtime()
+
+
+def report(kind, text):
+    """The poll table and events go to the USB serial console."""
+    print(text)
+
+
+def close():
+    pass

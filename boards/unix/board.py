@@ -1,13 +1,71 @@
 """The unix board's "pin map": where each driver gets its bus.
 
-A real board's board.py builds the same drivers on machine.UART and
-machine.Pin; the firmware only ever asks this module.
+The same functions as every board's board.py (see firmware/app.py); the
+parts are sockets, PTYs and the console instead of machine.UART and
+machine.Pin. `config` is terminal.py's parsed command line.
 """
+import time
+
 from rs485 import RS485
 from uart import UART, Pin
 
+_console = None  # the console's panel, keys and log, made on first use
 
-def rs485_bus(spec, baudrate=2400, echo=False):
-    """The meter bus: spec is tcp:HOST:PORT or a PTY/serial device path.
-    echo: the line hears our own bytes (a transceiver with /RE held low)."""
-    return RS485(UART(spec, baudrate), de=Pin(), baudrate=baudrate, echo=echo)
+
+def bus(config):
+    """The meter bus: tcp:HOST:PORT (an RS-485 converter or a simulator) or
+    a PTY/serial device path. echo: the line hears our own bytes."""
+    spec = config.get("bus")
+    if not spec:
+        return None
+    baud = config.get("baud", 2400)
+    return RS485(UART(spec, baud), de=Pin(), baudrate=baud, echo=config.get("echo", False))
+
+
+def card_slot(config):
+    """A TCP listener standing in for the card interface chip."""
+    spec = config.get("card-slot")
+    if not spec:
+        return None
+    import card_slot as cs
+    return cs.CardSlot(spec, log=lambda s: report("log", s))
+
+
+def _get_console(config):
+    global _console
+    if _console is None:
+        import console_ui
+        _console = console_ui.start(config)
+    return _console
+
+
+def display(config):
+    c = _get_console(config)
+    return c.display if c is not None else None
+
+
+def keys(config):
+    c = _get_console(config)
+    return c.keys if c is not None else None
+
+
+def clock():
+    return time.localtime()
+
+
+def report(kind, text):
+    """The poll table and events: under the panel when there is one."""
+    c = _console
+    if c is None or not getattr(c, "drawing", False):
+        print(text)
+    elif kind == "table":
+        c.table(text)
+    else:
+        c.log(text)
+
+
+def close():
+    global _console
+    if _console is not None:
+        _console.close()
+        _console = None

@@ -1,177 +1,196 @@
-"""The whole terminal on the unix board, under the MicroPython unix port.
+"""The whole terminal on the unix board, under the MicroPython unix port:
+parse the command line, build the board, run the app (firmware/app.py),
+the same app a flashed board runs from its main.py.
 
-  micropython boards/unix/terminal.py --bus tcp:HOST:PORT | --bus /dev/pts/N
-      --meters FILE [--once] [--baud 2400] [--interval S]
-
---meters is JSON: a list of objects with at least "address" (12 digits).
---once polls every meter once, prints the screen and exits 0.
-
-Card slot (card_slot.py): --card-slot tcp:HOST:PORT --keystore FILE listens
-for a card simulator (a connection = a card inserted); each card is read,
-authenticated with the key store's MK_C and printed. With a card slot,
---bus and --meters may be left out.
-
-Display (console_ui.py): --display console|none (console when stdout is a
-tty, except with --once) draws the 128x64 panel at the top of the console
-and takes keys from stdin (digits, Enter = OK, Esc or c = cancel, l =
-language); --screenshot DIR saves every screen pushed as a PNG there.
+  micropython boards/unix/terminal.py --bus tcp:HOST:PORT --meters FILE [--once]
 """
 import sys
 
+# Modules are found as on a board, where they are frozen flat: this folder
+# (the board), then firmware/ and drivers/, ahead of anything else.
 _HERE = __file__.rsplit("/", 1)[0] if "/" in __file__ else "."
-for _sub in ("/../../firmware", "/../../drivers"):
+for _i, _sub in enumerate(("/../../firmware", "/../../drivers")):
     if _HERE + _sub not in sys.path:
-        sys.path.append(_HERE + _sub)
+        sys.path.insert(1 + _i, _HERE + _sub)
 
-import asyncio
-import json
-import time
-
-import board
-import meter_items
-from meter import MeterClient
+import json  # noqa: E402
 
 # A string of its own: the MicroPython unix port keeps no module docstring.
 USAGE = """usage: micropython boards/unix/terminal.py --bus BUS --meters FILE [options]
   --bus tcp:HOST:PORT | /dev/pts/N   the meter bus (RS-485 converter, PTY, adapter)
-  --meters FILE                      JSON list of {"address": "12 digits"}
+  --meters FILE                      JSON list of {"address": "12 digits", ...}
   --once                             poll every meter once, print, exit 0
   --baud N                           bus speed (2400, 8E1)
   --interval S                       seconds between polls (5)
   --card-slot tcp:HOST:PORT          listen for cards (a connection = a card)
   --keystore FILE                    the terminal's key store (with --card-slot)
   --display console|none             the panel on the console (console on a tty)
-  --screenshot DIR                   save every screen pushed as a PNG"""
+  --screenshot DIR                   save every screen pushed as a PNG
+  --lang zh|en                       the screen's first language (zh)
+  --hint TEXT                        a help line kept under the panel
+  --auto-ok                          answer OK to every question (tests, benchmarks)"""
+
+_VALUED = ("--bus", "--meters", "--baud", "--interval", "--card-slot", "--keystore",
+           "--display", "--screenshot", "--lang", "--hint")
+_BAUDS = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 
 
 class UsageError(Exception):
-    pass
+    """A command line the terminal cannot run with: one line, exit 2."""
+
+
+class SetupError(Exception):
+    """A file, device or port the terminal cannot use: one line, exit 2."""
 
 
 def parse_args(argv):
-    opts = {"bus": None, "meters": None, "once": False, "baud": 2400, "interval": 5,
-            "card-slot": None, "keystore": None, "display": None, "screenshot": None}
+    opts = {"bus": None, "meters": None, "once": False, "baud": "2400", "interval": "5",
+            "card-slot": None, "keystore": None, "display": None, "screenshot": None,
+            "lang": "zh", "hint": None, "auto-ok": False}
     i = 0
     while i < len(argv):
         a = argv[i]
         if a in ("-h", "--help"):
             raise UsageError("")
-        if a == "--once":
-            opts["once"] = True
-        elif a in ("--bus", "--meters", "--baud", "--interval", "--card-slot", "--keystore",
-                   "--display", "--screenshot"):
-            if i + 1 >= len(argv):
+        if a in ("--once", "--auto-ok"):
+            opts[a[2:]] = True
+        elif a in _VALUED:
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
                 raise UsageError(a + " needs a value")
             i += 1
             opts[a[2:]] = argv[i]
         else:
-            raise UsageError("unknown option " + a)
+            raise UsageError("unknown option %s (--help lists them)" % a)
         i += 1
     if opts["display"] not in (None, "console", "none"):
-        raise UsageError("--display is console or none")
+        raise UsageError("--display is console or none, not %r" % opts["display"])
+    if opts["lang"] not in ("zh", "en"):
+        raise UsageError("--lang is zh or en, not %r" % opts["lang"])
     if opts["card-slot"] and not opts["keystore"]:
         raise UsageError("--card-slot needs --keystore (the card master key)")
-    if (opts["bus"] or not opts["card-slot"]) and (not opts["bus"] or not opts["meters"]):
-        raise UsageError("--bus and --meters are required")
-    try:
-        opts["baud"] = int(opts["baud"])
-        opts["interval"] = int(opts["interval"])
-    except ValueError:
-        raise UsageError("--baud and --interval take whole numbers")
+    if not opts["card-slot"] and not (opts["bus"] and opts["meters"]):
+        raise UsageError("--bus and --meters are required (or a --card-slot)")
+    if opts["bus"] and not opts["meters"]:
+        raise UsageError("--bus needs --meters (the meters this terminal manages)")
+    opts["baud"] = _number("--baud", opts["baud"])
+    if opts["baud"] not in _BAUDS:
+        raise UsageError("--baud %d is not a serial speed (DL/T 645 meters use 2400)"
+                         % opts["baud"])
+    opts["interval"] = _number("--interval", opts["interval"])
+    if opts["interval"] < 1:
+        raise UsageError("--interval is at least 1 second")
+    if opts["bus"] and opts["bus"].startswith("tcp:"):
+        _tcp_spec("--bus", opts["bus"])
+    if opts["card-slot"]:
+        _tcp_spec("--card-slot", opts["card-slot"])
     return opts
 
 
+def _number(name, v):
+    if not v.isdigit():
+        raise UsageError("%s takes a whole number, not %r" % (name, v))
+    return int(v)
+
+
+def _tcp_spec(name, spec):
+    parts = spec.split(":")
+    if len(parts) != 3 or not parts[1] and name == "--bus":
+        raise UsageError("%s wants tcp:HOST:PORT, not %r" % (name, spec))
+    if not parts[2].isdigit() or not 0 < int(parts[2]) < 65536:
+        raise UsageError("%s: the port in %r must be a number 1..65535" % (name, spec))
+    return parts[1], int(parts[2])
+
+
 def load_meters(path):
-    """The meters this terminal manages, from the configuration file."""
-    with open(path) as f:
-        meters = json.load(f)
+    """The meter numbers this terminal manages, from the configuration file."""
+    try:
+        with open(path) as f:
+            text = f.read()
+    except OSError:
+        raise SetupError("meters file %s not found or unreadable: check --meters" % path)
+    try:
+        meters = json.loads(text)
+    except ValueError:
+        raise SetupError("meters file %s is not valid JSON: fix it or check --meters" % path)
+    if not isinstance(meters, list) or not meters:
+        raise SetupError("meters file %s must be a JSON list of meters, with at least one"
+                         % path)
     out = []
-    for m in meters:
+    for n, m in enumerate(meters, 1):
         a = m.get("address") if isinstance(m, dict) else None
         if not isinstance(a, str) or len(a) != 12 or not a.isdigit():
-            raise UsageError("meter address must be 12 digits: %r" % (a,))
+            raise SetupError("meters file %s, meter %d: \"address\" must be 12 digits, got %r"
+                             % (path, n, a))
+        if a in out:
+            raise SetupError("meters file %s lists meter %s twice" % (path, a))
         out.append(a)
     return out
 
 
-async def poll(client, addresses):
-    """One pass over the bus: (address, status dict or error text)."""
-    rows = []
-    for a in addresses:
-        try:
-            rows.append((a, await client.status(a)))
-        except Exception as e:  # one meter's trouble must not stop the poll
-            rows.append((a, "%s: %s" % (type(e).__name__, e)))
-    return rows
-
-
-def screen(rows):
-    lines = ["meter         balance/yuan  count  relay"]
-    for a, st in rows:
-        if isinstance(st, dict):
-            lines.append("%s  %12s  %5d  %s%s" % (
-                a, meter_items.hundredths(st["balance"]), st["count"],
-                "OPEN" if st["relay_open"] else "closed",
-                "" if st["opened"] else "  (not opened)"))
-        else:
-            lines.append("%s  %s" % (a, st))
-    return "\n".join(lines)
-
-
-async def start_card_slot(opts, ui=None):
-    # --- card slot (issue 5): read and show inserted cards ---
-    import card_slot
+def load_keystore(path):
     from keystore import KeyStore, KeyStoreError
-
     try:
-        keys = KeyStore.load(opts["keystore"])
-        card_slot.parse_spec(opts["card-slot"])
-    except (KeyStoreError, ValueError) as e:
-        raise UsageError(str(e))
-    await card_slot.serve(opts["card-slot"], keys, ui=ui)
+        return KeyStore.load(path)
+    except KeyStoreError as e:
+        raise SetupError(str(e))
 
 
-def start_display(opts):
-    # --- display (issue 6): the panel and keys on the console ---
-    import console_ui
-    return console_ui.start(opts)
-
-
-async def run(opts):
-    ui = start_display(opts)
-    if opts["card-slot"]:
-        await start_card_slot(opts, ui)
-        if not opts["bus"]:
-            await asyncio.Event().wait()  # the card slot alone, until Ctrl-C
-    addresses = load_meters(opts["meters"])
-    client = MeterClient(board.rs485_bus(opts["bus"], opts["baud"]))
-    while True:
-        rows = await poll(client, addresses)
-        if opts["once"]:
-            print(screen(rows))
-            return
-        t = time.localtime()
-        if ui and ui.drawing:  # the table goes under the panel
-            ui.table("%04d-%02d-%02d %02d:%02d:%02d\n%s" % (t[0:6] + (screen(rows),)))
-            await asyncio.sleep(opts["interval"])
-            continue
-        print("\x1b[2J\x1b[H%04d-%02d-%02d %02d:%02d:%02d\n%s" % (t[0:6] + (screen(rows),)))
-        await asyncio.sleep(opts["interval"])
+def open_error(opts, e):
+    """Which part failed to open, and what to do: a one-line SetupError."""
+    import errno
+    code = e.args[0] if e.args and isinstance(e.args[0], int) else None
+    if code == errno.EADDRINUSE:
+        return SetupError("card slot %s: the port is in use (another terminal running?): "
+                          "stop it or choose another --card-slot" % opts["card-slot"])
+    bus = opts["bus"] or ""
+    if bus.startswith("tcp:"):
+        if code == errno.ECONNREFUSED:
+            return SetupError("bus %s: nothing listens there: start the RS-485 converter "
+                              "or the meter simulator, or check --bus" % bus)
+        if isinstance(code, int) and code < 0 or isinstance(e, IndexError):
+            return SetupError("bus %s: host not found: check the host name in --bus" % bus)
+        return SetupError("bus %s: cannot connect (%s): check --bus" % (bus, e))
+    if code == errno.ENOENT:
+        return SetupError("bus %s: no such device: check --bus (a PTY or serial adapter)" % bus)
+    if code == 25:  # ENOTTY (MicroPython's errno lacks the name): termios on a file
+        return SetupError("bus %s is not a serial device or PTY: check --bus" % bus)
+    return SetupError("cannot open %s: %s" % (bus or opts["card-slot"], e))
 
 
 def main(argv):
+    import board
     try:
         opts = parse_args(argv)
-        asyncio.run(run(opts))
+        config = dict(opts)
+        config["auto_ok"] = opts["auto-ok"]
+        if opts["meters"]:
+            config["meters"] = load_meters(opts["meters"])
+        if opts["keystore"]:
+            config["keystore"] = load_keystore(opts["keystore"])
+        run(board, config, opts)
     except UsageError as e:
-        print(("terminal: %s\n" % e if str(e) else "") + USAGE)
-        return 2 if str(e) else 0  # --help is not an error
-    except OSError as e:
-        print("terminal: cannot open the bus: %s" % e)
-        return 1
+        if not str(e):
+            print(USAGE)
+            return 0  # --help is not an error
+        print("terminal: %s" % e)
+        return 2
+    except SetupError as e:
+        print("terminal: %s" % e)
+        return 2
     except KeyboardInterrupt:
         pass
+    finally:
+        board.close()
     return 0
+
+
+def run(board, config, opts):
+    import asyncio
+    import app
+    try:
+        asyncio.run(app.main(board, config))
+    except (OSError, IndexError) as e:  # IndexError: getaddrinfo found no address
+        raise open_error(opts, e)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,36 @@
+"""The reference board boots into the terminal: the same app the unix
+board runs (firmware/app.py), with its configuration from flash.
+
+/keys/keystore.bin   the provisioned key store (tools/make_keystore.py)
+/config/meters.json  the meters this terminal manages, as on the unix board
+"""
+import json
+
+import app
+import board
+import screens
+from keystore import KeyStore, KeyStoreError
+
+KEYSTORE = "/keys/keystore.bin"
+METERS = "/config/meters.json"
+
+
+def out_of_service(why):
+    # No keys or no meters: no credit may move. Say so on the panel (for
+    # residents) and on the console (for the technician).
+    print("terminal: " + why)
+    screens.show(board.display(), "out_of_service")
+
+
+def main():
+    try:
+        keys = KeyStore.load(KEYSTORE)
+        with open(METERS) as f:
+            meters = [m["address"] for m in json.load(f)]
+    except (KeyStoreError, OSError, ValueError, KeyError, TypeError) as e:
+        out_of_service("cannot start: %s" % e)
+        return
+    app.run(board, {"keystore": keys, "meters": meters, "interval": 5, "lang": "zh"})
+
+
+main()

@@ -1,0 +1,194 @@
+"""The terminal: its tasks, the same on every board.
+
+    import app, board
+    app.run(board, config)
+
+`board` is the board's pin map module (boards/<b>/board.py). Every board
+offers the same functions; each returns None where the board has no such
+part:
+
+    board.bus(config)        the RS-485 meter bus (drivers/rs485.RS485)
+    board.card_slot(config)  the card slot: `await slot.open()`, then
+                             `await slot.wait_card()` -> a CardReader for
+                             the card just inserted, `await
+                             slot.release(reader)` once it is out
+    board.display(config)    a 128x64 frame buffer with show()
+    board.keys(config)       a keypad.KeyQueue the keypad feeds
+    board.clock()            time.localtime()-style tuple
+    board.report(kind, text) where the board puts the poll table
+                             ("table") and events ("log"): a console, a
+                             serial port, nothing
+
+`config` is a dict: "meters" (the meter numbers managed), "keystore" (a
+keystore.KeyStore), "interval" (s between polls), "once" (poll once, report,
+stop), "lang", "auto_ok" (confirm every question: tests and benchmarks).
+
+Tasks: the screen's owner (ui.UI.run) and the key router (ui.UI.keys), the
+card slot (a card in -> topup.serve), and the bus poller. The bus has one
+owner at a time: `App.bus_owner`, held by the poller for one meter's poll
+and by a card's meter session from its first frame to its last, so the
+poller never interleaves frames into a session.
+"""
+import asyncio
+
+from micropython import const
+
+import keypad
+import common
+import topup
+import ui
+import version
+from meter import MeterClient
+
+_ABOUT_MS = const(15000)
+
+
+class IdlePages:
+    """What the keys do on the idle screen: OK shows the about page
+    (firmware version, terminal id); Cancel or OK goes back."""
+
+    pages = ("idle", "about")
+
+    def __init__(self, app):
+        self.app = app
+
+    def key(self, k):
+        u = self.app.ui
+        if u.current == "idle" and k == keypad.OK:
+            u.show("about", version=version.VERSION, terminal=self.app.terminal_id)
+            self.app.later(_ABOUT_MS, "about")
+            return True
+        if u.current == "about" and k in (keypad.OK, keypad.CANCEL):
+            u.idle()
+            return True
+        return False
+
+
+class App:
+    def __init__(self, board, config):
+        self.board = board
+        self.config = config
+        self.keystore = config.get("keystore")
+        self.meters = list(config.get("meters") or ())
+        self.managed = set(self.meters)
+        self.status = {}  # meter number -> last poll (dict) or error text
+        self.bus_owner = asyncio.Lock()
+        bus = board.bus(config)
+        self.client = MeterClient(bus) if bus is not None else None
+        display = board.display(config)
+        self.ui = ui.UI(display, board.clock, config.get("lang", "zh"),
+                        log=self.log) if display is not None else None
+        if self.ui is not None:
+            self.ui.idle_keys = IdlePages(self)
+        self._tasks = []
+
+    @property
+    def terminal_id(self):
+        import bcd
+        return bcd.to_digits(self.keystore.terminal_id) if self.keystore else "000000000000"
+
+    def log(self, line):
+        self.board.report("log", line)
+
+    def later(self, ms, screen):
+        """Back to idle after `ms` if `screen` is still up."""
+        async def back():
+            await asyncio.sleep_ms(ms)
+            if self.ui.current == screen:
+                self.ui.idle()
+        self._tasks.append(asyncio.create_task(back()))
+
+    # --- the bus poller ----------------------------------------------
+    async def poll_once(self):
+        for m in self.meters:
+            async with self.bus_owner:
+                try:
+                    self.status[m] = await self.client.status(m)
+                except Exception as e:  # noqa: BLE001 - one meter must not stop the poll
+                    self.status[m] = "%s: %s" % (type(e).__name__, e)
+        self.board.report("table", self.table())
+
+    async def poller(self):
+        while True:
+            await self.poll_once()
+            await asyncio.sleep(self.config.get("interval", 5))
+
+    def table(self):
+        lines = ["meter         balance/yuan  count  relay"]
+        for m in self.meters:
+            st = self.status.get(m, "not polled yet")
+            if isinstance(st, dict):
+                lines.append("%s  %12s  %5d  %s%s" % (
+                    m, common.money(st["balance"]), st["count"],
+                    "OPEN" if st["relay_open"] else "closed",
+                    "" if st["opened"] else "  (not opened)"))
+            else:
+                lines.append("%s  %s" % (m, st))
+        return "\n".join(lines)
+
+    # --- the card slot -----------------------------------------------
+    async def card_loop(self, slot):
+        while True:
+            reader = await slot.wait_card()
+            try:
+                await topup.serve(self, reader)
+            except Exception as e:  # noqa: BLE001 - a card must never stop the slot
+                self.log("card: error %s %s" % (type(e).__name__, e))
+            finally:
+                await slot.release(reader)
+                if self.ui is not None:
+                    self.ui.idle()
+
+    async def ask(self, name, accept, timeout_ms, **fields):
+        """A question on the screen; auto_ok answers OK at once."""
+        if self.config.get("auto_ok") or self.ui is None:
+            if self.ui is not None:
+                self.ui.show(name, **fields)
+            return keypad.OK
+        return await self.ui.ask(name, accept, timeout_ms, **fields)
+
+    def show(self, name, **fields):
+        if self.ui is not None:
+            self.ui.show(name, **fields)
+
+    async def drawn(self):
+        if self.ui is not None:
+            await self.ui.drawn()
+
+    # --- running -------------------------------------------------------
+    async def start(self):
+        """Open the parts and start every task the board has parts for.
+        OSError from a part (a card slot that cannot open) reaches the caller."""
+        slot = self.board.card_slot(self.config)
+        if slot is not None:
+            await slot.open()
+        spawn = self._tasks.append
+        if self.ui is not None:
+            spawn(asyncio.create_task(self.ui.run()))
+            keys = self.board.keys(self.config)
+            if keys is not None:
+                spawn(asyncio.create_task(self.ui.keys(keys)))
+        if slot is not None:
+            spawn(asyncio.create_task(self.card_loop(slot)))
+        if self.client is not None and self.meters:
+            spawn(asyncio.create_task(self.poller()))
+        return self
+
+    def stop(self):
+        for t in self._tasks:
+            t.cancel()
+        self._tasks = []
+
+
+async def main(board, config):
+    a = App(board, config)
+    if config.get("once"):
+        await a.poll_once()
+        return a
+    await a.start()
+    await asyncio.Event().wait()  # serve until the board stops us
+
+
+def run(board, config):
+    asyncio.run(main(board, config))
+

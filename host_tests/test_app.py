@@ -1,0 +1,39 @@
+"""The app (firmware/app.py) under the real micropython: keys reach the
+screen showing them, the language follows, cards are refused at read time
+with their screens, and a meter session owns the bus from first frame to
+last. The same app runs on every board: both boards' entry points call it."""
+import os
+
+from mp_runner import ROOT, run_mp_json
+
+
+def test_keys_language_and_refusals_at_read_time():
+    got = run_mp_json("host_tests/mp/app_flow.py", heap="256k")
+    assert got["about"] and got["about_back"]  # idle: OK shows the version page
+    assert got["asked"] and got["still_asking"]
+    assert got["lang_redraw"]  # the question redrawn in English, still up
+    assert got["confirmed"] and got["released"]  # OK reached the question
+    assert got["cancelled"]
+    assert got["unknown"] == "meter_unknown"
+    assert got["opening"] == "opening_card"
+    assert got["zero"] == "nothing_to_credit"
+    assert got["count0"] == "count_error"
+
+
+def test_a_session_owns_the_bus():
+    got = run_mp_json("host_tests/mp/app_bus.py", heap="256k")
+    assert got["session_frames"] == 4
+    assert got["contiguous"], got  # no poll frame between the session's
+    assert got["polled_before"] and got["polled_after"], got
+
+
+def test_both_boards_run_the_same_app():
+    unix = open(os.path.join(ROOT, "boards/unix/terminal.py")).read()
+    pico = open(os.path.join(ROOT, "boards/rp2_pico/main.py")).read()
+    assert "app.main(board, config)" in unix
+    assert "app.run(board, " in pico
+    # every board's pin map offers the functions the app asks for
+    for b in ("unix", "rp2_pico"):
+        src = open(os.path.join(ROOT, "boards", b, "board.py")).read()
+        for fn in ("bus", "card_slot", "display", "keys", "clock", "report", "close"):
+            assert "\ndef %s(" % fn in src, (b, fn)
