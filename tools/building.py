@@ -3,14 +3,29 @@ terminal on the unix board under MicroPython, wired together, with its card
 slot open on 127.0.0.1:7816 and a development key store (the security
 profile's test master keys, never a production key).
 
-  python tools/building.py [--meters FILE] [terminal options...]
+  python tools/building.py [--meters FILE] [--slot HOST:PORT] [--card-log FILE]
+                           [terminal options...]
 
 Anything not understood here is passed to boards/unix/terminal.py (--once, ...).
-Ctrl-C stops both. Insert a simulated card from another shell with the
-command this prints.
+
+In a terminal, the terminal runs on a pseudo-terminal relayed to yours, and
+keys that the terminal does not use insert simulated cards into its slot
+(tools/card_sim.py, for the meter selected, its output in build/card-sim.log):
+
+  p  purchase card (the meter's purchase count + 1, 100.00 yuan)
+  o  opening card    r  reissued card
+  x  a clone (fails internal authenticate)   f  a forged purse (bad sale MAC)
+  e  a card pulled out early, in the middle of the read
+  u  pull the card now      m  next meter      h  this list again
+
+Ctrl-C stops everything. Without a terminal (output piped), the terminal
+runs as it is and this prints the card_sim command to use from a second shell.
 """
 import json
 import os
+import select
+import signal
+import socket
 import subprocess
 import sys
 
@@ -18,8 +33,28 @@ import procs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MICROPYTHON = os.path.join(ROOT, ".venv", "bin", "micropython")
+TERMINAL = os.path.join(ROOT, "boards", "unix", "terminal.py")
+CARD_SIM = os.path.join(ROOT, "tools", "card_sim.py")
 CARD_SLOT = "127.0.0.1:7816"
 DEV_MK_C = "fedcba98765432100123456789abcdef"  # the profile's test vector key
+AMOUNT = 10000  # fen on a simulated purchase card: 100.00 yuan
+HOLD_S = 30  # a card stays in the slot this long unless pulled (u) or replaced
+PULL_EARLY = 60  # bytes on the line before the "pulled early" card leaves
+
+# key -> (card kind, what the key help says)
+CARD_KEYS = {
+    "p": ("purchase", "purchase"),
+    "o": ("opening", "opening"),
+    "r": ("reissued", "reissued"),
+    "x": ("clone", "clone"),
+    "f": ("forged", "forged"),
+    "e": ("pulled", "pulled early"),
+}
+HINT = "p purchase o opening r reissued x clone f forged e pulled-early u pull m meter"
+
+
+class Usage(Exception):
+    """A command line or meters file this cannot run with: one line, exit 2."""
 
 
 def dev_keystore():
@@ -31,6 +66,233 @@ def dev_keystore():
                                "create", "--dev", path], stdout=subprocess.DEVNULL)
     return path
 
+
+def load_meters(path):
+    """The meters file: a JSON list of objects with a 12-digit "address"."""
+    try:
+        with open(path) as f:
+            meters = json.load(f)
+    except OSError as e:
+        raise Usage("cannot read the meters file %s: %s" % (path, e.strerror)) from None
+    except ValueError as e:
+        raise Usage("the meters file %s is not JSON: %s" % (path, e)) from None
+    if not isinstance(meters, list) or not meters:
+        raise Usage("the meters file %s must be a JSON list of meters" % path)
+    for n, m in enumerate(meters, 1):
+        a = m.get("address") if isinstance(m, dict) else None
+        if not isinstance(a, str) or len(a) != 12 or not a.isdigit():
+            raise Usage("the meters file %s, meter %d: \"address\" must be 12 digits, not %r"
+                        % (path, n, a))
+    return meters
+
+
+def parse_args(argv):
+    """-> (our options, the terminal's arguments)."""
+    opts = {"meters": os.path.join(ROOT, "boards", "unix", "building.json"),
+            "slot": CARD_SLOT, "card-log": os.path.join(ROOT, "build", "card-sim.log")}
+    rest = []
+    i = 0
+    while i < len(argv):
+        a = argv[i]
+        if a in ("--meters", "--slot", "--card-log"):
+            if i + 1 >= len(argv) or argv[i + 1].startswith("--"):
+                raise Usage("%s needs a value (%s)" % (a, {
+                    "--meters": "a JSON file of meters", "--slot": "HOST:PORT",
+                    "--card-log": "a file"}[a]))
+            opts[a[2:]] = argv[i + 1]
+            i += 2
+            continue
+        rest.append(a)
+        i += 1
+    return opts, rest
+
+
+# -- cards ---------------------------------------------------------------------
+
+def card_command(kind, meter, count, slot=CARD_SLOT, amount=AMOUNT):
+    """The card_sim.py command line that inserts a card of `kind` for `meter`
+    (a building.json entry) carrying purchase count `count`."""
+    if kind not in ("purchase", "opening", "reissued", "clone", "forged", "pulled"):
+        raise ValueError("unknown card kind %r" % kind)
+    address = meter["address"]
+    cmd = [sys.executable, CARD_SIM, "t0", "--connect", slot, "--mk-c", DEV_MK_C,
+           "--serial", "8800" + address,
+           "--type", kind if kind in ("opening", "reissued") else "purchase",
+           "--meter", address, "--customer", meter.get("customer") or "000000000000",
+           "--amount", str(amount), "--count", str(count), "--hold", str(HOLD_S)]
+    if kind in ("clone", "forged"):
+        cmd += ["--fault", kind]
+    elif kind == "pulled":
+        cmd += ["--pull-after", str(PULL_EARLY)]
+    return cmd
+
+
+def meter_count(control, address, timeout=3):
+    """The meter's purchase count, asked of the simulator's control port
+    ("tcp:HOST:PORT"); None if it does not answer."""
+    _, host, port = control.split(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout) as s:
+            s.sendall(json.dumps({"cmd": "get", "address": address}).encode() + b"\n")
+            f = s.makefile("rb")
+            reply = json.loads(f.readline())
+        return int(reply["meter"]["count"]) if reply.get("ok") else None
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+class Cards:
+    """The card keys' state: the meter selected, the card in the slot."""
+
+    def __init__(self, meters, control, slot, log_path, say):
+        self.meters = meters
+        self.control = control
+        self.slot = slot
+        self.log_path = log_path
+        self.say = say  # one line to the user
+        self.index = 0
+        self.proc = None
+        self.n = 0
+
+    def key(self, ch):
+        """Handle a key; False if it is not one of ours."""
+        if ch in CARD_KEYS:
+            self.insert(CARD_KEYS[ch][0])
+        elif ch == "m":
+            self.index = (self.index + 1) % len(self.meters)
+            m = self.meters[self.index]
+            self.say("building: meter %s selected (customer %s)"
+                     % (m["address"], m.get("customer", "?")))
+        elif ch == "u":
+            if self.pull():
+                self.say("building: card pulled")
+        elif ch == "h":
+            self.say("building: " + HINT)
+        else:
+            return False
+        return True
+
+    def pull(self):
+        """Take the card out (its simulator closes the connection)."""
+        p, self.proc = self.proc, None
+        if p is not None and p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+            return True
+        return False
+
+    def insert(self, kind):
+        self.pull()  # one slot: a new card takes the place of the old one
+        m = self.meters[self.index]
+        count = meter_count(self.control, m["address"])
+        note = ""
+        if count is None:
+            count = int(m.get("count", 0))
+            note = " (simulator did not answer: count from the meters file)"
+        cmd = card_command(kind, m, count + 1, self.slot)
+        self.n += 1
+        os.makedirs(os.path.dirname(os.path.abspath(self.log_path)), exist_ok=True)
+        with open(self.log_path, "a") as log:
+            log.write("--- card %d: %s\n" % (self.n, " ".join(cmd[1:])))
+            log.flush()
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        self.say("building: card %d in: %s, meter %s, count %d, %d.%02d yuan%s"
+                 % (self.n, CARD_KEYS_LABEL[kind], m["address"], count + 1,
+                    AMOUNT // 100, AMOUNT % 100, note))
+
+    def close(self):
+        self.pull()
+
+
+CARD_KEYS_LABEL = {kind: label for kind, label in CARD_KEYS.values()}
+
+
+class KeyFilter:
+    """Splits what the user types into the terminal's bytes and our card
+    keys. Escape sequences (arrows, function keys, terminal replies) pass
+    through whole: a letter inside one is not a card key."""
+
+    def __init__(self, ours):
+        self.ours = ours  # set of single characters
+        self._state = 0  # 0 text, 1 after Esc, 2 inside Esc [ / Esc O
+
+    def feed(self, data):
+        """-> (bytes for the terminal, [our keys])."""
+        out = bytearray()
+        keys = []
+        for b in data:
+            if self._state == 1:
+                if b in (0x5B, 0x4F):  # '[' or 'O'
+                    self._state = 2
+                    out.append(b)
+                    continue
+                self._state = 0
+            elif self._state == 2:
+                out.append(b)
+                if 0x40 <= b <= 0x7E and b not in (0x5B, 0x4F):
+                    self._state = 0
+                continue
+            if b == 0x1B:
+                self._state = 1
+                out.append(b)
+            elif chr(b) in self.ours:
+                keys.append(chr(b))
+            else:
+                out.append(b)
+        return bytes(out), keys
+
+
+class OutTracker:
+    """Follows the terminal's output to know when a line of ours can go in
+    without scribbling over the panel: not inside an escape sequence, no
+    cursor save (ESC 7) waiting for its restore, the cursor at a line start.
+    The console (boards/unix/console_ui.py) rests its cursor on the empty
+    last line of its log region, so a line written then lands in the log."""
+
+    def __init__(self):
+        self._esc = 0  # 0 text, 1 after Esc, 2 in a CSI
+        self._saved = False
+        self._col0 = True
+        self.cleared = False  # the console laid itself out (ESC [ 2 J seen)
+        self._csi = bytearray()
+
+    def feed(self, data):
+        for b in data:
+            if self._esc == 1:
+                self._esc = 2 if b == 0x5B else 0
+                if b == 0x37:
+                    self._saved = True
+                elif b == 0x38:
+                    self._saved = False
+                    self._col0 = True
+                self._csi = bytearray()
+            elif self._esc == 2:
+                if 0x40 <= b <= 0x7E:
+                    self._esc = 0
+                    if b == 0x48:  # CUP: the console only parks the cursor at column 1
+                        self._col0 = self._csi.endswith(b";1") or not self._csi
+                    elif b == 0x4A and self._csi == b"2":
+                        self.cleared = True
+                else:
+                    self._csi.append(b)
+            elif b == 0x1B:
+                self._esc = 1
+            elif b in (0x0A, 0x0D):
+                self._col0 = True
+            elif b >= 0x20:
+                self._col0 = False
+
+    @property
+    def at_rest(self):
+        return self._esc == 0 and not self._saved and self._col0
+
+
+# -- the run ------------------------------------------------------------------
 
 def start_simulator(meters, baud):
     sim = subprocess.Popen(
@@ -44,30 +306,150 @@ def start_simulator(meters, baud):
     return sim, json.loads(line)
 
 
-def main(argv):
-    meters = os.path.join(ROOT, "boards", "unix", "building.json")
-    if "--meters" in argv:
-        i = argv.index("--meters")
-        meters = argv[i + 1]
-        del argv[i:i + 2]
-    baud = 2400
-    sim, info = start_simulator(meters, baud)
-    print("building: %d meters on %s (simulator control on %s)"
-          % (len(json.load(open(meters))), info["bus"], info["control"]), flush=True)
-    slot = [] if "--once" in argv else ["--card-slot", "tcp:" + CARD_SLOT,
-                                         "--keystore", dev_keystore()]
-    if slot:
-        print("building: insert a card with\n  .venv/bin/python tools/card_sim.py t0 --connect %s"
-              " --mk-c %s --serial 8800000000000001 --type purchase --meter 000000000001"
-              " --customer 100000000001 --amount 10000 --count 2 --hold 5"
-              % (CARD_SLOT, DEV_MK_C), flush=True)
+def terminal_takes_hint():
+    """Whether terminal.py knows --hint (read from its usage text)."""
     try:
-        return subprocess.call([MICROPYTHON, os.path.join(ROOT, "boards", "unix", "terminal.py"),
-                                "--bus", info["bus"], "--meters", meters,
-                                "--baud", str(baud)] + slot + argv)
+        with open(TERMINAL) as f:
+            return '"--hint' in f.read()
+    except OSError:
+        return False
+
+
+def _winsize(fd):
+    import fcntl
+    import termios
+    return fcntl.ioctl(fd, termios.TIOCGWINSZ, b"\0" * 8)
+
+
+def _on_pty(cmd, cards, hint_fallback):
+    """Run cmd on a pseudo-terminal relayed to ours (raw), card keys taken
+    out of what is typed. Returns the terminal's exit status."""
+    import fcntl
+    import pty
+    import termios
+    import tty
+
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, _winsize(sys.stdout.fileno()))
+
+    def ctty():  # the pty becomes the terminal's own: Ctrl-C there is its SIGINT
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    child = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave,
+                             preexec_fn=ctty, close_fds=True)
+    os.close(slave)
+    fin, fout = sys.stdin.fileno(), sys.stdout.fileno()
+    saved = termios.tcgetattr(fin)
+    track = OutTracker()
+    keys = KeyFilter(set(CARD_KEYS) | {"m", "u", "h"})
+    pending = [hint_fallback] if hint_fallback else []
+    m = cards.meters[cards.index]
+    pending.append("building: card keys insert cards for meter %s (m: the next meter);"
+                   " card_sim output in %s" % (m["address"], os.path.relpath(cards.log_path)))
+    seen_output = False
+    width = os.get_terminal_size(fout).columns
+
+    def say(line):
+        pending.append(line)
+
+    cards.say = say
+
+    def flush():
+        while pending and track.at_rest and track.cleared:
+            os.write(fout, (pending.pop(0)[:max(width - 1, 10)] + "\r\n").encode())
+
+    def on_winch(*_):
+        nonlocal width
+        try:
+            fcntl.ioctl(master, termios.TIOCSWINSZ, _winsize(fout))
+            width = os.get_terminal_size(fout).columns
+        except OSError:
+            pass
+
+    old_winch = signal.signal(signal.SIGWINCH, on_winch)
+    try:
+        tty.setraw(fin)
+        while True:
+            try:
+                r, _, _ = select.select([master, fin], [], [], 0.5)
+            except InterruptedError:
+                continue
+            if master in r:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the terminal closed its side
+                    data = b""
+                if not data:
+                    break
+                os.write(fout, data)
+                track.feed(data)
+                seen_output = True
+            if fin in r:
+                data = os.read(fin, 1024)
+                if not data:
+                    break
+                passed, ours = keys.feed(data)
+                if passed:
+                    os.write(master, passed)
+                for k in ours:
+                    cards.key(k)
+            if not track.cleared and seen_output and not r:
+                track.cleared = True  # quiet and no panel (too small): lines go in as they are
+            flush()
+        return child.wait()
+    finally:
+        termios.tcsetattr(fin, termios.TCSADRAIN, saved)
+        signal.signal(signal.SIGWINCH, old_winch)
+        procs.stop(child)
+        os.close(master)
+
+
+def _sigterm(*_):
+    raise SystemExit(143)
+
+
+def main(argv):
+    try:
+        opts, argv = parse_args(list(argv))
+        meters = load_meters(opts["meters"])
+    except Usage as e:
+        print("building: %s" % e, file=sys.stderr)
+        return 2
+    signal.signal(signal.SIGTERM, _sigterm)
+    baud = 2400
+    sim, info = start_simulator(opts["meters"], baud)
+    cards = None
+    try:
+        print("building: %d meters on %s (simulator control on %s)"
+              % (len(meters), info["bus"], info["control"]), flush=True)
+        slot = [] if "--once" in argv else ["--card-slot", "tcp:" + opts["slot"],
+                                             "--keystore", dev_keystore()]
+        cmd = [MICROPYTHON, TERMINAL, "--bus", info["bus"], "--meters", opts["meters"],
+               "--baud", str(baud)] + slot + argv
+        interactive = slot and sys.stdin.isatty() and sys.stdout.isatty()
+        if not interactive:
+            if slot:
+                print("building: insert a card with\n  " + " ".join(
+                    [".venv/bin/python", "tools/card_sim.py"]
+                    + card_command("purchase", meters[0], int(meters[0].get("count", 0)) + 1,
+                                   opts["slot"])[2:]), flush=True)
+            try:
+                return subprocess.call(cmd)
+            except KeyboardInterrupt:
+                return 0
+        cards = Cards(meters, info["control"], opts["slot"], opts["card-log"], None)
+        hint_fallback = None
+        if terminal_takes_hint():
+            cmd += ["--hint", HINT]
+        else:
+            hint_fallback = "building: " + HINT
+        return _on_pty(cmd, cards, hint_fallback)
     except KeyboardInterrupt:
         return 0
     finally:
+        if cards is not None:
+            cards.close()
         procs.stop(sim)
 
 
