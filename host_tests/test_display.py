@@ -96,7 +96,7 @@ def test_span_is_first_to_last_changed_column():
 
 
 def test_full_forces_everything():
-    d, panel = make()
+    d, _ = make()
     d.show()
     assert d.show(full=True) == FULL
 

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Card slot figures: APDUs and bytes per card read and per write-back, and
 how long a card must stay in the slot at 9600 baud.
 
@@ -102,8 +101,8 @@ def main():
     print("  wire time at %d baud: %.1f ms" % (BAUD, wire_ms(write[1], write[2])))
     print("card in the slot, read + write-back, wire only: %.1f ms" % wire_ms(total[1], total[2]))
     _, _, t_read, t_all = asyncio.run(session(BAUD))
-    print("measured, simulator paced at %d baud (12 etu/char): read %.1f ms, read + write-back %.1f ms"
-          % (BAUD, t_read * 1000, t_all * 1000))
+    print("measured, simulator paced at %d baud (12 etu/char): read %.1f ms, "
+          "read + write-back %.1f ms" % (BAUD, t_read * 1000, t_all * 1000))
     print("note: add the card's own processing (~5-50 ms per command on a real card) and the "
           "meter's top-up between read and write-back (a 03 command may take up to 1 s)")
     return 0

@@ -132,14 +132,16 @@ def main():
     os_block, os_topup = rows[4][1], rows[4][2]
     total_ms, chars = bus_ms()
     print("SM4 per block and per top-up's crypto (KDF + C1 + K_s + 4 MACs), %d blocks" % n)
-    print("%-38s %9s %11s   %s" % ("", "us/block", "us/top-up", "time ratio vs gmssl, vs OpenSSL (block; top-up)"))
+    print("%-38s %9s %11s   %s" % ("", "us/block", "us/top-up",
+                                   "time ratio vs gmssl, vs OpenSSL (block; top-up)"))
     for name, b, t in rows:
         print("%-38s %9.2f %11.1f   %6.3fx %6.2fx ; %6.3fx %6.2fx"
               % (name, b, t, b / gm_block, b / os_block, t / gm_topup, t / os_topup))
     print("viper speed-up over bytecode under micropython: %.1fx per block, %.1fx per top-up"
           % (rows[1][1] / rows[0][1], rows[1][2] / rows[0][2]))
-    print("top-up bus time at %d baud: %d chars (5 exchanges, %d FE each way) x %d bits + %d x %d ms"
-          " reply delay = %.1f ms" % (BAUD, chars, PREAMBLE, BITS, len(EXCHANGES), REPLY_DELAY_MS, total_ms))
+    print("top-up bus time at %d baud: %d chars (5 exchanges, %d FE each way) x %d bits"
+          " + %d x %d ms reply delay = %.1f ms"
+          % (BAUD, chars, PREAMBLE, BITS, len(EXCHANGES), REPLY_DELAY_MS, total_ms))
     for name, b, t in rows:
         print("%-38s top-up crypto = %.4f %% of bus time" % (name, t / 10.0 / total_ms))
     v = rows[0]

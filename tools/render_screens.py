@@ -132,16 +132,16 @@ def gallery():
     lines = [
         "# The terminal's screens",
         "",
-        "What residents and technicians see on the terminal's 128x64 ST7565R "
-        "panel (drivers/st7565.py: the common prepaid-terminal LCD; its page "
-        "layout is framebuf's MONO_VLSB, so only changed column spans are "
-        "pushed). Text uses WenQuanYi Bitmap Song 12 px glyphs, only the "
-        "characters the catalogue uses (built by `tools/build_glyphs.py`). "
-        "Messages: `firmware/messages.py`; layout: `firmware/screens.py`. "
-        "Left: Chinese, right: English. Regenerate with "
-        "`.venv/bin/python tools/render_screens.py --approve` (these images are "
-        "also the snapshots `host_tests/test_screens.py` checks). Values shown "
-        "are samples.",
+        ("What residents and technicians see on the terminal's 128x64 ST7565R "
+         "panel (drivers/st7565.py: the common prepaid-terminal LCD; its page "
+         "layout is framebuf's MONO_VLSB, so only changed column spans are "
+         "pushed). Text uses WenQuanYi Bitmap Song 12 px glyphs, only the "
+         "characters the catalogue uses (built by `tools/build_glyphs.py`). "
+         "Messages: `firmware/messages.py`; layout: `firmware/screens.py`. "
+         "Left: Chinese, right: English. Regenerate with "
+         "`.venv/bin/python tools/render_screens.py --approve` (these images are "
+         "also the snapshots `host_tests/test_screens.py` checks). Values shown "
+         "are samples."),
         "",
     ]
     for name in screens.names():
