@@ -106,7 +106,7 @@ def firmware_topup():
 
 def main():
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 20000
-    env = dict(os.environ, MICROPYPATH=os.path.join(ROOT, "firmware"))
+    env = dict(os.environ, MICROPYPATH=hostpath.micropypath())
     mp = json.loads(subprocess.run(
         [MICROPYTHON, "-X", "heapsize=64k", os.path.join(ROOT, "host_tests", "mp", "sm4_bench.py"),
          str(n)], capture_output=True, text=True, env=env, check=True).stdout.splitlines()[-1])
