@@ -353,9 +353,10 @@ def test_card_model_importable_by_debian_python():
     import subprocess
     import os
     tools = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "tools")
-    p = subprocess.run(["/usr/bin/python3", "-c", "import card_model;"  # cwd tools/: on the path
-                        "print(card_model.kdf(bytes.fromhex('fedcba98765432100123456789abcdef'),"
-                        "bytes.fromhex('8800000000000001')).hex())"],
+    p = subprocess.run(["/usr/bin/python3", "-c",  # cwd tools/: card_model is on the path
+                        ("import card_model;"
+                         "print(card_model.kdf(bytes.fromhex('fedcba98765432100123456789abcdef'),"
+                         "bytes.fromhex('8800000000000001')).hex())")],
                        capture_output=True, text=True, cwd=tools)
     assert p.stdout.strip() == "abda29639f7c41bb08b19986a484c1a8", p.stderr
 
