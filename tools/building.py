@@ -372,7 +372,7 @@ def _on_pty(cmd, cards, hint_fallback):
         tty.setraw(fin)
         while True:
             try:
-                r, _, _ = select.select([master, fin], [], [], 0.5)
+                r, _, _ = select.select([master, fin], [], [], 0.05 if pending else 0.5)
             except InterruptedError:
                 continue
             if master in r:
@@ -394,9 +394,10 @@ def _on_pty(cmd, cards, hint_fallback):
                     os.write(master, passed)
                 for k in ours:
                     cards.key(k)
-            if not track.cleared and seen_output and not r:
-                track.cleared = True  # quiet and no panel (too small): lines go in as they are
-            flush()
+            if master not in r and seen_output:  # the terminal is quiet
+                if not r and not track.cleared and child.poll() is None:
+                    track.cleared = True  # and drew no panel (too small): lines go in as they are
+                flush()
         return child.wait()
     finally:
         termios.tcsetattr(fin, termios.TCSADRAIN, saved)

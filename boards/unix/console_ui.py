@@ -34,28 +34,28 @@ def is_tty(fd=1):
 
 
 def terminal_size():
-    """(columns, lines) of the terminal on stdout, or None. $COLUMNS and
-    $LINES when both are set; else `stty size` once (the unix port has no
-    ioctl: this runs a shell, so call it at start, not on every draw)."""
-    import os
-    c, r = os.getenv("COLUMNS"), os.getenv("LINES")
-    if c and r and c.isdigit() and r.isdigit():
-        return int(c), int(r)
+    """(columns, lines) of the terminal on stdout, or None. `stty size`
+    (the unix port has no ioctl: this runs a shell, so once at start, not
+    on every draw); $COLUMNS and $LINES when that fails."""
     import binascii
+    import os
     path = "/tmp/console-size-" + binascii.hexlify(os.urandom(6)).decode()
     try:
-        if os.system("stty size <&1 >%s 2>/dev/null" % path) != 0:
-            return None
-        with open(path) as f:
-            r, c = f.read().split()
-        return int(c), int(r)
+        if os.system("stty size <&1 >%s 2>/dev/null" % path) == 0:
+            with open(path) as f:
+                r, c = f.read().split()
+            return int(c), int(r)
     except (OSError, ValueError):
-        return None
+        pass
     finally:
         try:
             os.remove(path)
         except OSError:
             pass
+    c, r = os.getenv("COLUMNS"), os.getenv("LINES")
+    if c and r and c.isdigit() and r.isdigit():
+        return int(c), int(r)
+    return None
 
 
 def pick_mode(cols, rows):
