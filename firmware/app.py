@@ -14,14 +14,18 @@ part:
                              slot.release(reader)` once it is out
     board.display(config)    a 128x64 frame buffer with show()
     board.keys(config)       a keypad.KeyQueue the keypad feeds
+    board.storage(config)    the path where littlefs holds the records and
+                             the journal (mounted by the board)
     board.clock()            time.localtime()-style tuple
     board.report(kind, text) where the board puts the poll table
                              ("table") and events ("log"): a console, a
                              serial port, nothing
 
-`config` is a dict: "meters" (the meter numbers managed), "keystore" (a
-keystore.KeyStore), "interval" (s between polls), "once" (poll once, report,
-stop), "lang", "auto_ok" (confirm every question: tests and benchmarks).
+`config` is a dict: "meters" (the bus addresses polled), "seed" (meter
+entries for the records on first boot: address, meter_number, customer,
+state), "keystore" (a keystore.KeyStore), "interval" (s between polls),
+"once" (poll once, report, stop), "lang", "auto_ok" (confirm every
+question: tests and benchmarks).
 
 Tasks: the screen's owner (ui.UI.run) and the key router (ui.UI.keys), the
 card slot (a card in -> topup.serve), and the bus poller. The bus has one
@@ -33,35 +37,61 @@ import asyncio
 
 from micropython import const
 
-import keypad
 import common
+import journal
+import keypad
+import records
+import recovery
 import topup
 import ui
 import version
 from meter import MeterClient
 
-_ABOUT_MS = const(15000)
+_PAGE_MS = const(15000)  # an idle page left up goes back to the clock
+_HISTORY = const(10)  # top-ups the keypad's history shows
 
 
 class IdlePages:
     """What the keys do on the idle screen: OK shows the about page
-    (firmware version, terminal id); Cancel or OK goes back."""
+    (firmware version, terminal id), # the last top-ups (* older ones);
+    Cancel goes back."""
 
-    pages = ("idle", "about")
+    pages = ("idle", "about", "history", "no_history")
 
     def __init__(self, app):
         self.app = app
+        self._history = []
+        self._at = 0
 
     def key(self, k):
         u = self.app.ui
         if u.current == "idle" and k == keypad.OK:
             u.show("about", version=version.VERSION, terminal=self.app.terminal_id)
-            self.app.later(_ABOUT_MS, "about")
-            return True
-        if u.current == "about" and k in (keypad.OK, keypad.CANCEL):
+        elif u.current == "idle" and k == "#":
+            j = self.app.journal
+            self._history = [e for e in j.newest(_HISTORY) if e.result == journal.CREDITED] \
+                if j is not None else []
+            self._at = 0
+            self._page()
+        elif u.current == "history" and k == "*":
+            self._at = (self._at + 1) % len(self._history)
+            self._page()
+        elif u.current != "idle" and k in (keypad.OK, keypad.CANCEL):
             u.idle()
             return True
-        return False
+        else:
+            return False
+        self.app.later(_PAGE_MS, u.current)
+        return True
+
+    def _page(self):
+        if not self._history:
+            self.app.ui.show("no_history")
+            return
+        e = self._history[self._at]
+        t = e.steps[0][1]  # YYMMDDhhmmss
+        when = (2000 + int(t[0:2]), int(t[2:4]), int(t[4:6]), int(t[6:8]), int(t[8:10]))
+        self.app.ui.show("history", meter=e.meter, amount=e.amount, time=when)
 
 
 class App:
@@ -70,7 +100,6 @@ class App:
         self.config = config
         self.keystore = config.get("keystore")
         self.meters = list(config.get("meters") or ())
-        self.managed = set(self.meters)
         self.status = {}  # meter number -> last poll (dict) or error text
         self.bus_owner = asyncio.Lock()
         bus = board.bus(config)
@@ -80,7 +109,18 @@ class App:
                         log=self.log) if display is not None else None
         if self.ui is not None:
             self.ui.idle_keys = IdlePages(self)
+        self.records = self.journal = None
+        root = None if config.get("once") else board.storage(config)
+        if root is not None:
+            self.records = records.Records(root)
+            added = self.records.seed(config.get("seed") or ())
+            if added:
+                self.log("records: %d meters added" % added)
+            self.journal = journal.Journal(root, self.terminal_id, board.clock)
+            self.log("journal: next #%d, %d open" % (self.journal.next_seq,
+                                                      len(self.journal.open_entries())))
         self._tasks = []
+        self._timer = None
 
     @property
     def terminal_id(self):
@@ -91,12 +131,14 @@ class App:
         self.board.report("log", line)
 
     def later(self, ms, screen):
-        """Back to idle after `ms` if `screen` is still up."""
+        """Back to idle after `ms` if `screen` is still up (one timer)."""
         async def back():
             await asyncio.sleep_ms(ms)
             if self.ui.current == screen:
                 self.ui.idle()
-        self._tasks.append(asyncio.create_task(back()))
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = asyncio.create_task(back())
 
     # --- the bus poller ----------------------------------------------
     async def poll_once(self):
@@ -170,11 +212,15 @@ class App:
                 spawn(asyncio.create_task(self.ui.keys(keys)))
         if slot is not None:
             spawn(asyncio.create_task(self.card_loop(slot)))
+        if self.client is not None and self.journal is not None:
+            spawn(asyncio.create_task(recovery.settle_all(self)))
         if self.client is not None and self.meters:
             spawn(asyncio.create_task(self.poller()))
         return self
 
     def stop(self):
+        if self._timer is not None:
+            self._timer.cancel()
         for t in self._tasks:
             t.cancel()
         self._tasks = []

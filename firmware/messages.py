@@ -20,6 +20,14 @@ MESSAGES = {
         ("关于本终端", "版本 {version}\n终端 {terminal}", "按取消返回"),
         ("About", "Version {version}\nTerminal {terminal}", "Cancel: back"),
     ),
+    "history": (
+        ("充值记录", "表号 {meter}\n金额 {amount}元\n{time}", "*上一条 取消返回"),
+        ("Last top-ups", "Meter {meter}\n¥{amount}\n{time}", "*: older. Cancel: back"),
+    ),
+    "no_history": (
+        ("充值记录", "暂无充值记录", "按取消返回"),
+        ("Last top-ups", "No top-ups yet.", "Cancel: back"),
+    ),
     "reading": (
         ("正在读卡", "请稍候", "读卡完成前请勿拔卡"),
         ("Reading card", "Please wait.", "Do not remove the card."),
@@ -56,6 +64,26 @@ MESSAGES = {
         ("充值成功", "已充入 {amount}元\n电表已断电", "到电表处插卡恢复供电"),
         ("Credit added", "Added ¥{amount}.\nThe power is off.",
          "Insert the card at your meter to restore power."),
+    ),
+    "meter_not_prepaid": (
+        ("非预付费电表", "此表不能在终端充值", "请到供电营业厅处理"),
+        ("Not a prepaid meter", "This meter cannot be topped up here.",
+         "Ask the utility office."),
+    ),
+    "meter_in_workflow": (
+        ("电表档案未完成", "换表流程尚未归档", "请联系供电营业厅"),
+        ("Meter not ready", "The meter's records are not complete.",
+         "Ask the utility office."),
+    ),
+    "topup_unconfirmed": (
+        ("充值待确认", "电表未确认本次充值\n不会重复充值", "请稍后重新插卡"),
+        ("Not confirmed", "The meter has not confirmed.\nNothing is credited twice.",
+         "Insert the card again later."),
+    ),
+    "card_not_updated": (
+        ("充值成功", "已充入电表\n卡片未更新", "请重新插入卡片"),
+        ("Credit added", "Your meter has the credit.\nThe card is not updated.",
+         "Put the card back in."),
     ),
     "meter_replaced": (
         ("电表已更换", "新表尚未在本终端登记", "请联系供电营业厅登记"),
@@ -111,9 +139,9 @@ MESSAGES = {
          "Insert the card at your meter."),
     ),
     "meter_auth_failed": (
-        ("电表认证失败", "未向电表充值", "请联系供电营业厅"),
-        ("Meter check failed", "No credit was sent to the meter.",
-         "Please call the utility office."),
+        ("电表认证失败", "电表未在本终端登记\n未向电表充值", "请联系营业厅重新登记"),
+        ("Meter not registered", "The meter failed its key check.\nNothing was sent.",
+         "Ask for re-registration."),
     ),
     "hoarding_limit": (
         ("超出囤积限额", "电表余额已达上限", "请用电后再充值"),

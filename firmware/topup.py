@@ -1,15 +1,34 @@
 """A card in the slot, from insertion to the pull. Reads top to bottom.
 
 serve(app, reader) is called by the app's card task for every card
-inserted; it owns the screen's questions and the card until it returns
-(the card task then releases the slot and shows the idle screen).
+inserted. The promise: every purchase reaches its meter exactly once, and
+nothing else does, through card pulls, power cuts and a lying bus.
+
+  1. read the card: genuine (internal authenticate), purse untampered
+  2. refuse what the terminal must not top up (no meter frame yet)
+  3. the meter record: managed, same customer, sellable, current card
+  4. the resident confirms on the keypad
+  5. the meter session, owning the bus: settle any unfinished top-up of
+     this meter first; account opened; then credit(), which writes the
+     journal's intent before the top-up frame and decides the outcome only
+     by a MAC-checked read-back showing the card's count on the meter
+  6. the journal's result, the card's return file, the journal's "done"
+  7. the outcome on screen until the card is pulled
 """
 from micropython import const
 
+import card_files as cf
+import dlt645
+import journal
 import keypad
+import meter_items
+import recovery
+import records
 import refusals
 import user_card
 from card_reader import CardRemoved
+from meter_credit import ALREADY, Refused, Unconfirmed, credit
+from meter_security import CountError
 
 _CONFIRM_MS = const(30000)  # a resident who walks away: the card is not used
 _PULLED_MS = const(3000)  # "put the card back" stays up this long
@@ -26,31 +45,155 @@ async def serve(app, reader):
         card = user_card.UserCard(reader, app.keystore)
         info = await card.read()
     except CardRemoved:
-        log("card: removed")
-        app.show("card_pulled")
-        await app.drawn()
-        await _sleep_ms(_PULLED_MS)
-        return
+        return await _pulled(app)
     except Exception as e:  # noqa: BLE001 - every card fault has its screen
         return await _refuse(app, reader, refusals.screen_for(e), e)
     for line in info.lines():
         log(line)
 
-    # 2. Refuse what the terminal must not top up: opening cards (a first
-    #    purchase is made at the meter), meters it does not manage, ...
-    why = refusals.card_refusal(info, app.managed)
+    # 2. Opening cards (a first purchase is made at the meter), meters this
+    #    terminal does not manage, cards with nothing to credit.
+    why = refusals.card_refusal(info, app.records)
     if why:
         return await _refuse(app, reader, why)
 
-    # 3. The resident confirms the purchase on the keypad.
+    # 3. The meter's record: same customer, sellable, this card current.
+    rec = app.records.get(info.meter)
+    why = _record_refusal(rec, info)
+    if why:
+        return await _refuse(app, reader, why)
+
+    # 4. The resident confirms the purchase on the keypad.
     key = await app.ask("card_info", (keypad.OK, keypad.CANCEL), _CONFIRM_MS,
                         customer=info.customer, meter=info.meter, amount=info.amount)
     if key != keypad.OK:
         log("card: not confirmed (%s)" % key)
         return await _done(app, reader, "cancelled")
-    log("card: confirmed")
-    return await _done(app, reader, "card_info", customer=info.customer, meter=info.meter,
-                       amount=info.amount)
+
+    # 5. The meter session. The bus is ours from its first frame to its
+    #    last; what the resident sees comes after it is released.
+    app.show("progress", percent=30)
+    entry = None
+
+    def intent(before):  # just before the top-up frame: on flash, or no sale
+        nonlocal entry
+        e = journal.Entry(info.meter, info.customer, info.serial, info.amount, info.count)
+        entry = app.journal.begin(e, before)
+
+    c = err = None
+    relay_open = False
+    async with app.bus_owner:
+        try:
+            await recovery.settle_meter(app, rec)  # an unfinished top-up first
+            word = await app.client.read_item(rec.address, meter_items.STATUS_WORD_3)
+            relay_open = bool(word & meter_items.RELAY_OPEN)
+            if word & meter_items.ACCOUNT_NOT_OPENED:
+                err = "meter_not_opened"
+            else:
+                _adopt(app, rec, info)  # opened since re-registration; a reissued card
+                c = await credit(app.client, rec.address, app.keystore.meter_key(rec.address),
+                                 info.amount, info.count, info.customer,
+                                 app.keystore.operator_code, before_send=intent)
+        except Exception as e:  # noqa: BLE001 - sorted out below, off the bus
+            err = e
+    if err is not None:
+        return await _meter_refused(app, card, reader, info, entry, err)
+
+    # 6. What the meter's MAC-checked read-back said, on flash, then on the card.
+    if c.result == ALREADY:
+        log("meter: purchase %d already there" % info.count)
+        entry = app.journal.awaiting_write_back(info.serial, info.count)
+        return await _write_back(app, card, reader, c.after, cf.RET_ALREADY, entry,
+                                 "already_credited")
+    app.journal.settle(entry, journal.CREDITED, c.after, relay_open)
+    log("meter: credited %d fen, balance %d" % (info.amount, c.after.balance))
+    # 7. The terminal never closes a relay: a card at the meter does.
+    screen = "relay_tripped" if relay_open else "success"
+    return await _write_back(app, card, reader, c.after, cf.RET_CREDITED, entry, screen,
+                             amount=info.amount, balance=c.after.balance)
+
+
+async def _meter_refused(app, card, reader, info, entry, err):
+    """Everything but a confirmed credit: journal it, tell the card, say why."""
+    log = app.log
+    if isinstance(err, str):
+        return await _refuse(app, reader, err)
+    log("meter: %s: %s" % (type(err).__name__, err))
+    if isinstance(err, Unconfirmed):  # sent, outcome unknown: settled later
+        if entry is not None:
+            app.journal.settle(entry, journal.UNCONFIRMED)
+        return await _refuse(app, reader, "topup_unconfirmed")
+    if isinstance(err, Refused):  # sent, refused; a fresh read-back shows nothing landed
+        app.journal.settle(entry, journal.NOT_CREDITED, err.after)
+        return await _write_back(app, card, reader, err.after, cf.RET_REFUSED, None,
+                                 refusals.screen_for(err.reason))
+    if isinstance(err, CountError):  # nothing sent: card and meter counts disagree
+        return await _write_back(app, card, reader, err.status, cf.RET_COUNT_ERROR, None,
+                                 "count_error")
+    if isinstance(err, OSError) and not isinstance(err, dlt645.DLTError):
+        return await _refuse(app, reader, "out_of_service")  # no journal, no sale
+    return await _refuse(app, reader, refusals.screen_for(err), err)
+
+
+def _adopt(app, rec, info):
+    """Record what the meter and the card just showed: a meter awaiting its
+    opening purchase has had it; a reissued card becomes the current one."""
+    changed = False
+    if rec.state == records.AWAITING_OPENING:
+        rec.state = records.ACTIVE
+        changed = True
+    serial = info.serial.hex()
+    if rec.serial != serial:
+        if rec.serial:
+            rec.retired = ([rec.serial] + rec.retired)[:records.RETIRED]
+        rec.serial = serial
+        changed = True
+    if changed:
+        app.records.put(rec)
+
+
+def _record_refusal(rec, info):
+    if rec is None:
+        return "meter_unknown"
+    if rec.customer != info.customer:
+        return "card_mismatch"  # the meter would say Err-31/33
+    why = rec.refusal()
+    if why:
+        return why
+    if rec.serial and rec.serial != info.serial.hex():
+        if info.card_type != cf.REISSUED or info.serial.hex() in rec.retired:
+            return "card_superseded"  # a reissued card replaced this one
+    return None
+
+
+async def _write_back(app, card, reader, status, result, entry, screen, **fields):
+    """The meter's answer onto the card's return file (返写), then the
+    journal's "done". A card pulled first keeps the credit on the meter;
+    the return file is written when the card comes back."""
+    try:
+        await card.write_return(status.balance, status.count, result,
+                                app.terminal_id, tuple(app.board.clock()[0:5]))
+    except CardRemoved:
+        app.log("card: removed before the write-back")
+        if entry is not None:
+            app.show("card_not_updated")
+            await app.drawn()
+            return
+        return await _pulled(app)
+    except Exception as e:  # noqa: BLE001 - the meter part stands; say so
+        app.log("card: write-back failed %s %s" % (type(e).__name__, e))
+        screen, fields = ("card_not_updated", {}) if entry is not None else (screen, fields)
+    else:
+        if entry is not None:
+            app.journal.done(entry)
+    return await _done(app, reader, screen, **fields)
+
+
+async def _pulled(app):
+    app.log("card: removed")
+    app.show("card_pulled")
+    await app.drawn()
+    await _sleep_ms(_PULLED_MS)
 
 
 async def _refuse(app, reader, screen, error=None):

@@ -18,12 +18,16 @@ import json  # noqa: E402
 # A string of its own: the MicroPython unix port keeps no module docstring.
 USAGE = """usage: micropython boards/unix/terminal.py --bus BUS --meters FILE [options]
   --bus tcp:HOST:PORT | /dev/pts/N   the meter bus (RS-485 converter, PTY, adapter)
-  --meters FILE                      JSON list of {"address": "12 digits", ...}
+  --meters FILE                      JSON list of {"address", "meter_number",
+                                     "customer" (12 digits each), "state"}: seeds
+                                     the records on first boot
+  --state DIR                        the terminal's flash image (records, journal)
+  --keys FILE                        development keys: {"terminal_id", "mk_m", "mk_c"}
   --once                             poll every meter once, print, exit 0
   --baud N                           bus speed (2400, 8E1)
   --interval S                       seconds between polls (5)
   --card-slot tcp:HOST:PORT          listen for cards (a connection = a card)
-  --keystore FILE                    the terminal's key store (with --card-slot)
+  --keystore FILE                    the terminal's provisioned key store
   --display console|none             the panel on the console (console on a tty)
   --screenshot DIR                   save every screen pushed as a PNG
   --lang zh|en                       the screen's first language (zh)
@@ -31,7 +35,8 @@ USAGE = """usage: micropython boards/unix/terminal.py --bus BUS --meters FILE [o
   --auto-ok                          answer OK to every question (tests, benchmarks)"""
 
 _VALUED = ("--bus", "--meters", "--baud", "--interval", "--card-slot", "--keystore",
-           "--display", "--screenshot", "--lang", "--hint")
+           "--display", "--screenshot", "--lang", "--hint", "--state", "--keys")
+_STATES = ("active", "replaced", "awaiting_opening")
 _BAUDS = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 
 
@@ -46,7 +51,7 @@ class SetupError(Exception):
 def parse_args(argv):
     opts = {"bus": None, "meters": None, "once": False, "baud": "2400", "interval": "5",
             "card-slot": None, "keystore": None, "display": None, "screenshot": None,
-            "lang": "zh", "hint": None, "auto-ok": False}
+            "lang": "zh", "hint": None, "auto-ok": False, "state": None, "keys": None}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -66,8 +71,10 @@ def parse_args(argv):
         raise UsageError("--display is console or none, not %r" % opts["display"])
     if opts["lang"] not in ("zh", "en"):
         raise UsageError("--lang is zh or en, not %r" % opts["lang"])
-    if opts["card-slot"] and not opts["keystore"]:
-        raise UsageError("--card-slot needs --keystore (the card master key)")
+    if opts["card-slot"] and not (opts["keystore"] or opts["keys"]):
+        raise UsageError("--card-slot needs --keystore or --keys (the card master key)")
+    if opts["keystore"] and opts["keys"]:
+        raise UsageError("--keystore and --keys: give one")
     if not opts["card-slot"] and not (opts["bus"] and opts["meters"]):
         raise UsageError("--bus and --meters are required (or a --card-slot)")
     if opts["bus"] and not opts["meters"]:
@@ -102,7 +109,7 @@ def _tcp_spec(name, spec):
 
 
 def load_meters(path):
-    """The meter numbers this terminal manages, from the configuration file."""
+    """-> (bus addresses to poll, entries to seed the records with)."""
     try:
         with open(path) as f:
             text = f.read()
@@ -115,16 +122,53 @@ def load_meters(path):
     if not isinstance(meters, list) or not meters:
         raise SetupError("meters file %s must be a JSON list of meters, with at least one"
                          % path)
-    out = []
+    addresses, seed, numbers = [], [], []
     for n, m in enumerate(meters, 1):
-        a = m.get("address") if isinstance(m, dict) else None
-        if not isinstance(a, str) or len(a) != 12 or not a.isdigit():
-            raise SetupError("meters file %s, meter %d: \"address\" must be 12 digits, got %r"
-                             % (path, n, a))
-        if a in out:
-            raise SetupError("meters file %s lists meter %s twice" % (path, a))
-        out.append(a)
-    return out
+        where = "meters file %s, meter %d" % (path, n)
+        if not isinstance(m, dict):
+            raise SetupError("%s: an entry is an object {\"address\": ...}" % where)
+        a = _digits12(where, m, "address", True)
+        number = _digits12(where, m, "meter_number", False) or a
+        customer = _digits12(where, m, "customer", False)
+        state = m.get("state", "active")
+        if state not in _STATES:
+            raise SetupError("%s: \"state\" is one of %s, not %r" % (where, ", ".join(_STATES),
+                                                                      state))
+        if a in addresses or number in numbers:
+            raise SetupError("meters file %s lists meter %s twice" % (path, number))
+        addresses.append(a)
+        numbers.append(number)
+        if customer:  # a meter without a customer is polled, never sold to
+            seed.append({"address": a, "meter_number": number, "customer": customer,
+                         "state": state})
+    return addresses, seed
+
+
+def _digits12(where, m, key, required):
+    v = m.get(key)
+    if v is None and not required:
+        return None
+    if not isinstance(v, str) or len(v) != 12 or not v.isdigit():
+        raise SetupError("%s: \"%s\" must be 12 digits, got %r" % (where, key, v))
+    return v
+
+
+def load_dev_keys(path):
+    """A development key file (never a production key): terminal id and the
+    two master keys; the transport key is derived from MK_M."""
+    import sm4
+    from keystore import KeyStore, KeyStoreError
+    try:
+        with open(path) as f:
+            d = json.loads(f.read())
+        mk_m = bytes.fromhex(d["mk_m"])
+        return KeyStore(d["terminal_id"], mk_m, bytes.fromhex(d["mk_c"]),
+                        sm4.kdf(mk_m, b"DEVTRANS"))
+    except OSError:
+        raise SetupError("key file %s not found or unreadable: check --keys" % path)
+    except (ValueError, KeyError, TypeError, AttributeError, KeyStoreError) as e:
+        raise SetupError("key file %s: want {\"terminal_id\": 12 digits, \"mk_m\": 32 hex, "
+                         "\"mk_c\": 32 hex} (%s)" % (path, e))
 
 
 def load_keystore(path):
@@ -164,9 +208,11 @@ def main(argv):
         config = dict(opts)
         config["auto_ok"] = opts["auto-ok"]
         if opts["meters"]:
-            config["meters"] = load_meters(opts["meters"])
+            config["meters"], config["seed"] = load_meters(opts["meters"])
         if opts["keystore"]:
             config["keystore"] = load_keystore(opts["keystore"])
+        elif opts["keys"]:
+            config["keystore"] = load_dev_keys(opts["keys"])
         run(board, config, opts)
     except UsageError as e:
         if not str(e):
@@ -187,10 +233,13 @@ def main(argv):
 def run(board, config, opts):
     import asyncio
     import app
+    import storage
     try:
         asyncio.run(app.main(board, config))
     except (OSError, IndexError) as e:  # IndexError: getaddrinfo found no address
         raise open_error(opts, e)
+    except storage.StorageError as e:  # the flash image
+        raise SetupError("--state %s: %s" % (opts["state"], e))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,239 @@
+"""The journal: a write-ahead record of every top-up, so nothing is lost or
+credited twice across a power cut, a pulled card or a silent meter.
+
+A ring of SLOTS small files, /jrn/<slot>, one top-up each, rewritten as it
+moves on: littlefs replaces a file whole when it is closed (the old or the
+new, never a mix), and a CRC catches anything else. Each step carries its
+own sequence number and time:
+
+  intent   written before the top-up frame goes out (durably, or no sale)
+  result   what the MAC-checked read-back showed: credited, already there,
+           not credited, or unconfirmed (sent, no read-back since)
+  done     the card's return file written (write-back)
+
+An entry is *unsettled* while its result is pending or unconfirmed: before
+anything new is sold to that meter, it is settled against the meter's
+MAC-checked count. It *awaits write-back* once settled until the card's
+return file says so. Neither kind of slot is ever reused.
+
+Size: 1,000 slots of 107 bytes (inline in littlefs metadata) keep the last
+1,000 top-ups, 20 days at 50 a day; the head-end keeps the history. Wear:
+a top-up costs about 5 program/erase operations (bench), so ten years at 50
+top-ups a day is 50 x 365 x 10 x 5 = 912,500 operations; littlefs spreads
+them over the partition's blocks (64 blocks of 4 KB here: about 14,300
+each, at most a quarter of them erases), far inside NOR flash's 100,000
+erase cycles per block.
+"""
+import binascii
+import os
+import struct
+
+from micropython import const
+
+import bcd
+import version
+
+SLOTS = const(1000)
+
+# results
+PENDING = const(0)  # intent only: the top-up frame may have gone out
+CREDITED = const(1)
+ALREADY = const(2)  # the meter held this count before we sent anything
+NOT_CREDITED = const(3)  # settled: the meter's count never reached the card's
+UNCONFIRMED = const(4)  # sent; no MAC-checked read-back since
+RESULT_NAMES = ("pending", "credited", "already", "not credited", "unconfirmed")
+
+_FMT = "<2sBB6s8s6s6s8sIIiIiIB" + "I6s" * 3 + "I"
+_MAGIC = b"TJ"
+_SIZE = struct.calcsize(_FMT)
+
+
+class JournalFull(OSError):
+    """No slot may be reused: every one holds an unsettled entry."""
+
+
+class Entry:
+    """One top-up. Times are 6 BCD bytes, YYMMDDhhmmss as a string here."""
+
+    def __init__(self, meter, customer, serial, amount, count):
+        self.slot = None
+        self.meter = meter
+        self.customer = customer
+        self.serial = serial  # 8 bytes
+        self.amount = amount
+        self.count = count
+        self.terminal = "000000000000"
+        self.version = version.VERSION
+        self.before_balance = 0
+        self.before_count = 0
+        self.result = PENDING
+        self.after_balance = 0
+        self.after_count = 0
+        self.relay_open = False
+        self.steps = [(0, "000000000000")] * 3  # (seq, time) of intent, result, done
+
+    @property
+    def seq(self):
+        return self.steps[0][0]
+
+    @property
+    def settled(self):
+        return self.result not in (PENDING, UNCONFIRMED)
+
+    @property
+    def written_back(self):
+        return self.steps[2][0] != 0
+
+    def pack(self):
+        s = self.steps
+        body = struct.pack(
+            _FMT[:-1], _MAGIC, 1, self.result | (0x80 if self.relay_open else 0),
+            bcd.from_digits(self.terminal), self.version.encode(), bcd.from_digits(self.meter),
+            bcd.from_digits(self.customer), self.serial, self.amount, self.count,
+            self.before_balance, self.before_count, self.after_balance, self.after_count, 0,
+            s[0][0], bcd.from_digits(s[0][1]), s[1][0], bcd.from_digits(s[1][1]),
+            s[2][0], bcd.from_digits(s[2][1]))
+        return body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF)
+
+    @classmethod
+    def unpack(cls, b):
+        if len(b) != _SIZE or binascii.crc32(b[:-4]) & 0xFFFFFFFF != struct.unpack(
+                "<I", b[-4:])[0]:
+            return None
+        f = struct.unpack(_FMT, b)
+        if f[0] != _MAGIC or f[1] != 1:
+            return None
+        e = cls(bcd.to_digits(f[5]), bcd.to_digits(f[6]), f[7], f[8], f[9])
+        e.result = f[2] & 0x7F
+        e.relay_open = bool(f[2] & 0x80)
+        e.terminal = bcd.to_digits(f[3])
+        e.version = f[4].rstrip(b"\x00").decode()
+        e.before_balance, e.before_count, e.after_balance, e.after_count = f[10:14]
+        e.steps = [(f[15], bcd.to_digits(f[16])), (f[17], bcd.to_digits(f[18])),
+                   (f[19], bcd.to_digits(f[20]))]
+        return e
+
+    def __repr__(self):
+        return "Entry(#%d meter %s count %d %s%s)" % (
+            self.seq, self.meter, self.count, RESULT_NAMES[self.result],
+            ", written back" if self.written_back else "")
+
+
+class Journal:
+    def __init__(self, root, terminal="000000000000", clock=None, slots=SLOTS):
+        self.dir = root + "/jrn"
+        self.terminal = terminal
+        self.clock = clock
+        self.slots = slots
+        self.next_seq = 1
+        self._next_slot = 0
+        self._open = {}  # slot -> Entry: unsettled or awaiting write-back
+        self._last = {}  # meter -> last count credited here
+        try:
+            os.mkdir(self.dir)
+        except OSError:
+            pass
+        self._scan()
+
+    def _path(self, slot):
+        return "%s/%04d" % (self.dir, slot)
+
+    def _read(self, slot):
+        try:
+            with open(self._path(slot), "rb") as f:
+                return Entry.unpack(f.read(_SIZE + 1))
+        except OSError:
+            return None
+
+    def _scan(self):
+        """At boot: the newest sequence number, the slot after it, and every
+        entry still open. A torn or foreign slot reads as empty."""
+        newest = -1
+        for slot in range(self.slots):
+            e = self._read(slot)
+            if e is None:
+                continue
+            e.slot = slot
+            top = max(s[0] for s in e.steps)
+            if top >= self.next_seq:
+                self.next_seq = top + 1
+            if e.seq > newest:
+                newest, self._next_slot = e.seq, (slot + 1) % self.slots
+            if not e.settled or not e.written_back and e.result in (CREDITED, ALREADY):
+                self._open[slot] = e
+            if e.result == CREDITED and e.count > self._last.get(e.meter, -1):
+                self._last[e.meter] = e.count
+
+    def _now(self):
+        t = self.clock() if self.clock else (2000, 1, 1, 0, 0, 0)
+        return "%02d%02d%02d%02d%02d%02d" % (t[0] % 100, t[1], t[2], t[3], t[4], t[5])
+
+    def _write(self, e, step):
+        e.steps[step] = (self.next_seq, self._now())
+        with open(self._path(e.slot), "wb") as f:
+            f.write(e.pack())
+        self.next_seq += 1  # only once it is on flash
+
+    def _free_slot(self):
+        for i in range(self.slots):
+            slot = (self._next_slot + i) % self.slots
+            if slot not in self._open:
+                return slot
+        raise JournalFull("every journal slot holds an open top-up")
+
+    def begin(self, e, before):
+        """Write the intent (before the top-up frame goes out). OSError
+        (flash full, EIO): nothing may be sent."""
+        e.terminal = self.terminal
+        e.before_balance, e.before_count = before.balance, before.count
+        e.slot = self._free_slot()
+        self._write(e, 0)
+        self._next_slot = (e.slot + 1) % self.slots
+        self._open[e.slot] = e
+        return e
+
+    def settle(self, e, result, after=None, relay_open=False):
+        """Write what the MAC-checked read-back showed (or UNCONFIRMED)."""
+        e.result = result
+        if after is not None:
+            e.after_balance, e.after_count = after.balance, after.count
+        e.relay_open = relay_open
+        self._write(e, 1)
+        if result == CREDITED and e.count > self._last.get(e.meter, -1):
+            self._last[e.meter] = e.count
+        if result in (NOT_CREDITED,):
+            self._open.pop(e.slot, None)
+
+    def done(self, e):
+        """The card's return file is written: the entry is closed."""
+        self._write(e, 2)
+        self._open.pop(e.slot, None)
+
+    def unsettled(self, meter):
+        for e in self._open.values():
+            if e.meter == meter and not e.settled:
+                return e
+        return None
+
+    def awaiting_write_back(self, serial, count):
+        for e in self._open.values():
+            if e.serial == serial and e.count == count and e.settled:
+                return e
+        return None
+
+    def last_count(self, meter):
+        return self._last.get(meter)
+
+    def open_entries(self):
+        return list(self._open.values())
+
+    def newest(self, n):
+        """The last n entries, newest first (the keypad's history, tools)."""
+        out = []
+        for slot in range(self.slots):
+            e = self._read(slot)
+            if e is not None:
+                e.slot = slot
+                out.append(e)
+        out.sort(key=lambda e: -e.seq)
+        return out[:n]
