@@ -12,10 +12,15 @@ slow it down. Only one pcscd per machine. vpcd listens on 35963 unless
 told otherwise (--port); the tests pick a port outside the kernel's
 ephemeral range, since any socket that happens to hold the port (a client
 connection, one in TIME_WAIT) makes vpcd's bind fail.
+
+Ctrl-C, SIGTERM or SIGHUP stops it and the pcscd it started. If another
+pcscd runs (or something holds the port), it says so in one line, with what
+to do, and exits 2.
 """
 import argparse
 import os
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -23,11 +28,12 @@ import tempfile
 import time
 
 import hostpath  # noqa: F401
-import procs  # noqa: E402
+import procs
 
 VPCD_PORT = 35963
 VPCD_DRIVER = "/usr/lib/pcsc/drivers/serial/libifdvpcd.so"
 PCSCD_SOCKET = "/run/pcscd/pcscd.comm"
+PCSCD_PID = "/run/pcscd/pcscd.pid"
 # DEVICENAME /dev/null:PORT puts vpcd in server mode on PORT
 _CONF = """FRIENDLYNAME "Virtual PCD"
 DEVICENAME   /dev/null:0x%04X
@@ -93,23 +99,27 @@ class Pcscd:
         if gone:
             raise PcscUnavailable("missing: " + "; ".join(gone))
         if _pcscd_alive() or _listening(self.port):
-            raise PcscUnavailable("another pcscd already runs (%s or port %d busy): stop it first"
-                                  % (PCSCD_SOCKET, self.port))
+            raise PcscUnavailable(_busy(self.port))
         self._dir = tempfile.mkdtemp(prefix="pcsc-conf-")
         with open(os.path.join(self._dir, "vpcd"), "w") as f:
             f.write(_CONF % (self.port, VPCD_DRIVER, self.port))
         log = open(self.log_path, "w") if self.log_path else subprocess.DEVNULL
         pcscd = shutil.which("pcscd") or "/usr/sbin/pcscd"
         self.proc = subprocess.Popen([pcscd, "-f", "-c", self._dir], stdout=log, stderr=log)
+        if log is not subprocess.DEVNULL:
+            log.close()  # pcscd has its own copy
         deadline = time.monotonic() + timeout
-        while not (_listening(self.port) and _pcscd_alive()):
-            if self.proc.poll() is not None:
-                raise PcscUnavailable("pcscd exited with %d" % self.proc.returncode)
-            if time.monotonic() > deadline:
-                self.stop()
-                raise PcscUnavailable("pcscd did not open vpcd port %d (is a socket holding it?)"
-                                      % self.port)
-            time.sleep(0.05)
+        try:
+            while not (_listening(self.port) and _pcscd_alive()):
+                if self.proc.poll() is not None:
+                    raise PcscUnavailable("pcscd exited with %d" % self.proc.returncode)
+                if time.monotonic() > deadline:
+                    raise PcscUnavailable("pcscd did not open vpcd port %d (is a socket "
+                                          "holding it?)" % self.port)
+                time.sleep(0.05)
+        except BaseException:  # a failure, Ctrl-C or SIGTERM while starting: no pcscd left
+            self.stop()
+            raise
         return self
 
     def stop(self):
@@ -126,18 +136,43 @@ class Pcscd:
         self.stop()
 
 
-def main():
+def _busy(port):
+    """What to do when a pcscd (or something on vpcd's port) is already there."""
+    who = "something listens on port %d" % port
+    if _pcscd_alive():
+        who = "another pcscd already runs (%s answers" % PCSCD_SOCKET
+        try:
+            with open(PCSCD_PID) as f:
+                who += ", pid %s" % f.read().replace("\0", "").strip()
+        except OSError:
+            pass
+        who += ")"
+    return ("%s: stop it first (systemctl stop pcscd.socket pcscd, or kill the pid) "
+            "or pick another --port" % who)
+
+
+def _stop_on_sigterm(*_):
+    raise SystemExit(143)  # unwinds through Pcscd.__exit__: pcscd is stopped
+
+
+def main(argv=None):
     p = argparse.ArgumentParser(description="A private pcscd with the vpcd virtual reader.")
     p.add_argument("--port", type=int, default=VPCD_PORT,
                    help="vpcd's port (default %(default)s; card_sim.py vpcd --vpcd 127.0.0.1:PORT)")
-    a = p.parse_args()
-    with Pcscd(port=a.port) as d:
-        print("pcscd running with the vpcd reader on port %d; Ctrl-C stops it" % d.port, flush=True)
-        try:
+    a = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, _stop_on_sigterm)
+    signal.signal(signal.SIGHUP, _stop_on_sigterm)
+    try:
+        with Pcscd(port=a.port) as d:
+            print("pcscd (pid %d) running with the vpcd reader on port %d; Ctrl-C stops it"
+                  % (d.proc.pid, d.port), flush=True)
             while True:
                 time.sleep(3600)
-        except KeyboardInterrupt:
-            pass
+    except PcscUnavailable as e:
+        print("pcsc_env: %s" % e, file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        pass
     return 0
 
 
