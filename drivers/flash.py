@@ -12,7 +12,8 @@ caller.
 - FileBlockDev: the unix board's flash, an image file (created erased).
 - PowerCutBlockDev: wraps one of those and cuts the power after a given
   number of program/erase operations, so tests can stop a write at every
-  step; `ops` counts them (program/erase operations per top-up).
+  step; `ops` counts them (program/erase operations per top-up), `erases`
+  the erases among them.
 
 A board's own flash (rp2.Flash, esp32.Partition) already speaks the protocol.
 """
@@ -29,7 +30,10 @@ class RAMBlockDev:
     def __init__(self, block_size, count):
         self.block_size = block_size
         self.count = count
-        self.data = bytearray(b"\xff" * (block_size * count))
+        self.data = bytearray(block_size * count)
+        self._blank = b"\xff" * block_size
+        for n in range(count):
+            self.ioctl(6, n)
 
     def readblocks(self, n, buf, off=0):
         a = n * self.block_size + off
@@ -46,7 +50,7 @@ class RAMBlockDev:
             return self.block_size
         if op == 6:
             a = arg * self.block_size
-            self.data[a:a + self.block_size] = b"\xff" * self.block_size
+            self.data[a:a + self.block_size] = self._blank
             return 0
         if op in (1, 2, 3):
             return 0
@@ -114,7 +118,8 @@ class PowerCutBlockDev:
 
     def revive(self, cut_after=None):
         self.cut_after = cut_after
-        self.ops = 0  # program/erase operations asked for since (re)start
+        self.ops = 0  # program + erase operations asked for since (re)start
+        self.erases = 0  # of which erases
         self.dead = False
 
     def _cut(self):
@@ -142,6 +147,8 @@ class PowerCutBlockDev:
         if op != 6:
             return self.inner.ioctl(op, arg)
         c = self._cut()
+        if c < 2:
+            self.erases += 1
         if c == 0:
             return self.inner.ioctl(op, arg)
         if c == 1 and self.torn == TORN_HALF:

@@ -11,7 +11,7 @@ Key store record (version 1), all fields in this order:
 
     magic "TKS" 3 | version 1 | terminal id 6 (BCD, low byte first, as sent)
     | MK_M 16 | MK_C 16 | K_t (transport) 16 | n 2 (little-endian)
-    | n x meter override 26 (saved in address order; an address at most once)
+    | n x meter override 26 (ascending by wire address, each address once)
     | SHA-256 of everything before it 32
 
 The SHA-256s catch corruption (a torn write, a flash fault): any changed,
@@ -110,11 +110,16 @@ class KeyStore:
         self._mk_m = _key(mk_m, "meter master key MK_M")
         self._mk_c = _key(mk_c, "card master key MK_C")
         self._k_t = _key(k_t, "transport key")
-        self._overrides = {}  # wire address -> sealed 26-byte record
+        # The sealed override records, ascending by wire address, in one
+        # buffer (after a load, a view into the file's bytes): 26 bytes a
+        # meter and no allocation per meter (a dict of 1000 records
+        # fragments a small heap until it cannot grow).
+        self._table = b""
+        self._tk = None  # (Cipher(K_enc), Cipher(K_mac)), made on first use
 
     def __repr__(self):  # never the keys
         return "<KeyStore terminal %s, %d meter overrides>" % (
-            bcd.to_digits(self.terminal_id), len(self._overrides))
+            bcd.to_digits(self.terminal_id), len(self._table) // _ENTRY)
 
     @property
     def operator_code(self):
@@ -124,11 +129,10 @@ class KeyStore:
     def meter_key(self, address):
         """K_m for a meter: its imported key, else KDF(MK_M, address || 00 00)."""
         a = _address(address)
-        rec = self._overrides.get(a)
-        if rec is None:
+        off, found = self._find(a)
+        if not found:
             return sm4.kdf(self._mk_m, a + b"\x00\x00")
-        k_enc, _ = _transport_keys(self._k_t)
-        return sm4.Cipher(k_enc).decrypt(rec[6:22])
+        return self._ciphers()[0].decrypt(self._table[off + 6:off + 22])
 
     def card_key(self, serial8):
         """K_c = KDF(MK_C, card serial)."""
@@ -137,13 +141,34 @@ class KeyStore:
         return sm4.kdf(self._mk_c, serial8)
 
     # --- per-meter overrides -------------------------------------------
+    def _ciphers(self):
+        if self._tk is None:
+            self._tk = tuple(sm4.Cipher(k) for k in _transport_keys(self._k_t))
+        return self._tk
+
+    def _find(self, a):
+        """(offset of a's record, True) or (where it would go, False)."""
+        t = self._table
+        lo, hi = 0, len(t) // _ENTRY
+        while lo < hi:
+            mid = (lo + hi) // 2
+            k = bytes(t[mid * _ENTRY:mid * _ENTRY + 6])
+            if k == a:
+                return mid * _ENTRY, True
+            if k < a:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo * _ENTRY, False
+
     def _verify(self, rec):
-        k_enc, k_mac = _transport_keys(self._k_t)
-        if sm4.mac(k_mac, rec[0:22]) != rec[22:26]:
+        """rec: one 26-byte record (address already checked)."""
+        c_enc, c_mac = self._ciphers()
+        if c_mac.mac(rec[0:22]) != rec[22:26]:
             raise KeyStoreError(
                 "meter key record for %s fails its MAC: not sealed with this "
                 "terminal's transport key, or damaged; re-export it" % bcd.to_digits(rec[0:6]))
-        if _blank(sm4.Cipher(k_enc).decrypt(rec[6:22])):  # seal_meter_key refuses these
+        if _blank(c_enc.decrypt(rec[6:22])):  # seal_meter_key refuses these
             raise KeyStoreError(
                 "meter key record for %s seals a blank key (all 00 or FF): "
                 "re-export it with the meter's real key" % bcd.to_digits(rec[0:6]))
@@ -155,26 +180,34 @@ class KeyStore:
         record = bytes(record)
         a = _address(record[0:6])
         self._verify(record)
-        if a not in self._overrides and len(self._overrides) >= _MAX_OVERRIDES:
+        off, found = self._find(a)
+        t = self._table
+        if found:
+            self._table = bytes(t[:off]) + record + bytes(t[off + _ENTRY:])
+        elif len(t) >= _MAX_OVERRIDES * _ENTRY:
             raise KeyStoreError("too many meter key overrides")
-        self._overrides[a] = record
+        else:
+            self._table = bytes(t[:off]) + record + bytes(t[off:])
         return bcd.to_digits(a)
 
     def remove_meter_key(self, address):
         """Back to the derived key (meter re-registered); True if one was removed."""
-        return self._overrides.pop(_address(address), None) is not None
+        off, found = self._find(_address(address))
+        if found:
+            self._table = bytes(self._table[:off]) + bytes(self._table[off + _ENTRY:])
+        return found
 
     def overrides(self):
-        return sorted(bcd.to_digits(a) for a in self._overrides)
+        t = self._table
+        return sorted(bcd.to_digits(bytes(t[o:o + 6])) for o in range(0, len(t), _ENTRY))
 
     # --- file ----------------------------------------------------------
     def to_bytes(self):
         body = bytearray(_MAGIC)
         body.append(_VERSION)
         body += self.terminal_id + self._mk_m + self._mk_c + self._k_t
-        body += len(self._overrides).to_bytes(2, "little")
-        for a in sorted(self._overrides):
-            body += self._overrides[a]
+        body += (len(self._table) // _ENTRY).to_bytes(2, "little")
+        body += self._table
         return bytes(body) + hashlib.sha256(body).digest()
 
     def save(self, path):
@@ -183,6 +216,8 @@ class KeyStore:
 
     @classmethod
     def from_bytes(cls, data, where="key store"):
+        if type(data) is not bytes:  # the store keeps a view into it
+            data = bytes(data)
         n = len(data)
         if n < 3 or data[0:3] != _MAGIC:
             raise KeyStoreError(where + " is not a key store (wrong magic): re-provision it")
@@ -197,12 +232,20 @@ class KeyStore:
                                 "truncated or damaged, re-provision it" % (n, end + 32))
         if hashlib.sha256(memoryview(data)[0:end]).digest() != data[end:]:
             raise KeyStoreError(where + " is corrupted (checksum mismatch): re-provision it")
+        if count > _MAX_OVERRIDES:
+            raise KeyStoreError(where + " holds more than %d meter keys: re-provision it"
+                                % _MAX_OVERRIDES)
         ks = cls(data[4:10], data[10:26], data[26:42], data[42:58])
-        for off in range(_HEAD, end, _ENTRY):
-            if bytes(data[off:off + 6]) in ks._overrides:
-                raise KeyStoreError(where + " holds meter %s twice: damaged or edited by "
-                                    "hand, re-provision it" % bcd.to_digits(data[off:off + 6]))
-            ks.import_meter_key(data[off:off + _ENTRY])
+        prev = b""
+        for off in range(_HEAD, end, _ENTRY):  # saved in address order, each once
+            a = _address(data[off:off + 6])
+            if a <= prev:
+                raise KeyStoreError(where + (" holds meter %s twice" if a == prev else
+                                             " has meter %s out of order") % bcd.to_digits(a)
+                                    + ": damaged or edited by hand, re-provision it")
+            ks._verify(data[off:off + _ENTRY])
+            prev = a
+        ks._table = memoryview(data)[_HEAD:end]
         return ks
 
     @classmethod

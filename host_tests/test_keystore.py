@@ -276,14 +276,66 @@ def test_oversized_file_is_refused_by_its_size_before_it_is_read(tmp_path, monke
     assert opened == []
 
 
-def test_largest_key_store_still_loads(tmp_path):
-    ks = dev_store()
+def _largest_store():
+    """A key store with the most overrides a file may hold (fast: one
+    cipher per key, not a key schedule per record)."""
+    c_enc = sm4.Cipher(sm4.kdf(K_T, b"KMENC\0\0\0"))
+    c_mac = sm4.Cipher(sm4.kdf(K_T, b"KMMAC\0\0\0"))
+    recs = []
     for i in range(1000):
-        ks.import_meter_key(keystore.seal_meter_key(K_T, "%012d" % (i + 1), OTHER_KM))
+        a = bcd.from_digits("%012d" % (i + 1))
+        e = c_enc.encrypt(bytes([i % 250 + 1]) * 16)
+        recs.append(a + e + c_mac.mac(a + e))
+    body = dev_store().to_bytes()[:58] + (1000).to_bytes(2, "little") + b"".join(sorted(recs))
+    return _rehash(body)
+
+
+def test_largest_key_store_loads_on_a_small_heap(tmp_path):
+    """1000 overrides (26 KB): refused by neither the size bound nor the
+    heap (a dict of 1000 records fragmented even a 1 MB heap to death)."""
+    import storage
     p = str(tmp_path / "keys.bin")
-    ks.save(p)
+    big = _largest_store()
+    storage.write_atomic(p, big)
     assert os.path.getsize(p) == 26092 + 40
-    assert len(KeyStore.load(p).overrides()) == 1000
+    ks = KeyStore.load(p)
+    assert len(ks.overrides()) == 1000
+    assert ks.meter_key("000000000500") == bytes([499 % 250 + 1]) * 16
+    r = run_mp_json("host_tests/mp/keystore_check.py", "load", p, "000000000500", heap="128k")
+    assert r["repr"] == "<KeyStore terminal 000000000099, 1000 meter overrides>"
+    assert r["km"] == (bytes([499 % 250 + 1]) * 16).hex()
+    one_more = _rehash(big[:58] + (1001).to_bytes(2, "little") + big[60:-32]
+                       + keystore.seal_meter_key(K_T, "999999999999", OTHER_KM))
+    storage.write_atomic(p, one_more)
+    with pytest.raises(KeyStoreError, match="too large"):
+        KeyStore.load(p)
+    with pytest.raises(KeyStoreError, match="more than 1000"):
+        KeyStore.from_bytes(one_more)
+
+
+def test_overrides_stay_in_address_order_through_import_and_remove():
+    ks = dev_store()
+    for addr in ("000000000300", "000000000001", "000000000200", "120000000000", "000000000002"):
+        ks.import_meter_key(keystore.seal_meter_key(K_T, addr, OTHER_KM))
+    ks.import_meter_key(keystore.seal_meter_key(K_T, "000000000200", H("a5" * 16)))  # replaced
+    assert ks.remove_meter_key("000000000300") and not ks.remove_meter_key("000000000300")
+    assert ks.overrides() == ["000000000001", "000000000002", "000000000200", "120000000000"]
+    assert ks.meter_key("000000000200") == H("a5" * 16)
+    back = KeyStore.from_bytes(ks.to_bytes())
+    assert back.to_bytes() == ks.to_bytes() and back.meter_key("120000000000") == OTHER_KM
+    assert back.meter_key("000000000300") == sm4.kdf(MK_M, bcd.from_digits("000000000300") + b"\0\0")
+    back.import_meter_key(keystore.seal_meter_key(K_T, "000000000300", OTHER_KM))
+    assert back.overrides()[2] == "000000000200" and back.meter_key("000000000300") == OTHER_KM
+
+
+def test_records_out_of_address_order_are_refused():
+    r1 = keystore.seal_meter_key(K_T, "000000000001", OTHER_KM)
+    r2 = keystore.seal_meter_key(K_T, "000000000002", OTHER_KM)
+    body = bytearray(dev_store().to_bytes()[:-32])
+    body[58:60] = (2).to_bytes(2, "little")
+    assert KeyStore.from_bytes(_rehash(bytes(body) + r1 + r2)).overrides() == ["000000000001", "000000000002"]
+    with pytest.raises(KeyStoreError, match="000000000001 out of order"):
+        KeyStore.from_bytes(_rehash(bytes(body) + r2 + r1))
 
 
 class PowerCut(Exception):

@@ -1,4 +1,5 @@
 # Under MicroPython: load key stores written by CPython, save one back.
+# (Or argv: load PATH METER: load one store, print its repr and a meter key.)
 # argv: dir bad_record_hex good_record_hex. dir holds good.bin and the
 # damaged copies flip, trunc, magic, empty, huge (larger than any key store);
 # legacy.bin (a bare record, as saved before storage.py) and fat.bin.tmp
@@ -12,6 +13,10 @@ import sys
 
 import keystore
 
+if sys.argv[1] == "load":  # argv: load PATH METER: one store, one meter key
+    ks = keystore.KeyStore.load(sys.argv[2])
+    print(json.dumps({"repr": repr(ks), "km": ks.meter_key(sys.argv[3]).hex()}))
+    sys.exit(0)
 d, bad_rec, good_rec = sys.argv[1:4]
 good = d + "/good.bin"
 out = d + "/mp.bin"
