@@ -17,7 +17,8 @@ discarded. So a reader sees the complete old data or the complete new data.
 
 Errors: Missing (neither file), Corrupt (fails its check, too large), both
 StorageError; OSError from the filesystem itself (EIO; ENOSPC when full,
-the old file intact) passes through.
+the old file intact) passes through. mount(bdev, path) puts littlefs on a
+block device (drivers/flash.py), formatting only a blank one.
 """
 import hashlib
 import os
@@ -33,7 +34,7 @@ ENOSPC = const(28)  # OSError errno of a write to a full filesystem
 
 
 class StorageError(Exception):
-    pass
+    """Base: the message says which file and what is wrong."""
 
 
 class Missing(StorageError):
