@@ -159,7 +159,7 @@ class Journal:
                 self.next_seq = top + 1
             if e.seq > newest:
                 newest, self._next_slot = e.seq, (slot + 1) % self.slots
-            if not e.settled or not e.written_back and e.result in (CREDITED, ALREADY):
+            if not e.settled or (not e.written_back and e.result in (CREDITED, ALREADY)):
                 self._open[slot] = e
             if e.result == CREDITED and e.count > self._last.get(e.meter, -1):
                 self._last[e.meter] = e.count

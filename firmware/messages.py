@@ -77,12 +77,12 @@ MESSAGES = {
     ),
     "topup_unconfirmed": (
         ("充值待确认", "电表未确认本次充值\n不会重复充值", "请稍后重新插卡"),
-        ("Not confirmed", "The meter has not confirmed.\nNothing is credited twice.",
+        ("Not confirmed", "No reply yet. Nothing\nis credited twice.",
          "Insert the card again later."),
     ),
     "card_not_updated": (
         ("充值成功", "已充入电表\n卡片未更新", "请重新插入卡片"),
-        ("Credit added", "Your meter has the credit.\nThe card is not updated.",
+        ("Credit added", "The meter has it;\nthe card is not updated.",
          "Put the card back in."),
     ),
     "meter_replaced": (

@@ -3,6 +3,7 @@ card slot open and its screen saved as PNGs, while simulated cards are
 inserted; each saved screen is compared, pixel for pixel, with the same
 screen rendered under CPython."""
 import glob
+import json
 import os
 import struct
 import subprocess
@@ -16,8 +17,11 @@ import console_display
 import png
 import screens
 import st7565
-from card_sim_ctl import MK_C, SERIAL, Output, free_port, make_card
+from card_sim_ctl import CUSTOMER, METER, MK_C, SERIAL, Output, free_port, make_card
+from meter_sim_ctl import MeterSim
 from mp_runner import MICROPYTHON, MP_PATH, ROOT
+
+MK_M = "0123456789abcdeffedcba9876543210"  # the profile's test meter master key
 
 
 def pixels(data):
@@ -38,44 +42,62 @@ def expected(name, **fields):
 
 
 def test_each_card_gets_its_screen(tmp_path):
-    import keystore
-
-    ks = tmp_path / "keys.bin"
-    keystore.KeyStore("000000000099", bytes(range(1, 17)), MK_C, bytes(range(2, 18))).save(str(ks))
+    """A purchase card is credited (its screens in order, the meter's count
+    and balance moved once), an opening card and a clone are refused, a
+    card pulled while it is read asks to be put back."""
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"terminal_id": "000000000099", "mk_m": MK_M,
+                                "mk_c": MK_C.hex()}))
+    meters = tmp_path / "meters.json"
+    meters.write_text(json.dumps([{"address": METER, "meter_number": METER,
+                                   "customer": CUSTOMER}]))
     shots = tmp_path / "shots"
     port = free_port()
+    sim = MeterSim(meters=[{"address": METER, "customer": CUSTOMER, "balance": 5000,
+                            "count": 6, "opened": True}], reply_delay_ms=5)
+    sim.start()
     proc = subprocess.Popen(
         [MICROPYTHON, "-X", "heapsize=512k", os.path.join(ROOT, "boards/unix/terminal.py"),
-         "--card-slot", "tcp:127.0.0.1:%d" % port, "--keystore", str(ks),
-         "--display", "none", "--screenshot", str(shots)],
+         "--bus", sim.bus, "--meters", str(meters), "--state", str(tmp_path / "state"),
+         "--card-slot", "tcp:127.0.0.1:%d" % port, "--keys", str(keys), "--auto-ok",
+         "--display", "none", "--screenshot", str(shots), "--interval", "3600"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         env=dict(os.environ, MICROPYPATH=MP_PATH))
     said = Output(proc.stdout)
-    clone = card_model.Card.issued(MK_C, SERIAL, cf.PURCHASE, "000000000001", "112233445566",
+    clone = card_model.Card.issued(MK_C, SERIAL, cf.PURCHASE, METER, CUSTOMER,
                                    10000, 2, key=bytes(16))  # same files, not the card's key
-    cards = [make_card(amount=12345, count=7), make_card(card_type=cf.OPENING, count=1), clone]
+    good = make_card(amount=12345, count=7)
+    cards = [good, make_card(card_type=cf.OPENING, count=1), clone]
     try:
         said.wait("card slot: listening on 127.0.0.1:%d" % port)
         for n, card in enumerate(cards, 1):
-            sim = card_sim.T0Sim("127.0.0.1", port, card)
-            sim.insert()
+            t0 = card_sim.T0Sim("127.0.0.1", port, card)
+            t0.insert()
             said.wait("card: shown; waiting for the pull", n)
-            sim.pull()
+            t0.pull()
             said.wait("card: removed", n)
-        sim = card_sim.T0Sim("127.0.0.1", port, make_card())
-        sim.insert(pull_after=40)  # pulled in the middle of reading
+        t0 = card_sim.T0Sim("127.0.0.1", port, make_card())
+        t0.insert(pull_after=40)  # pulled in the middle of reading
         said.wait("card: removed", 4)  # after "put the card back" has been up 3 s
+        meter = sim.meter(METER)
     finally:
         proc.terminate()
         proc.wait(10)
+        sim.stop()
     out = "\n".join(said.close())
+    assert (meter["count"], meter["balance"]) == (7, 5000 + 12345), out
+    ret = cf.parse_return(good.files[cf.SFI_RETURN])
+    assert (ret["balance"], ret["count"], ret["result"]) == (5000 + 12345, 7, cf.RET_CREDITED)
     pngs = [pixels(open(p, "rb").read())
             for p in sorted(glob.glob(str(shots / "screen-*.png")))]
     reading = expected("reading")
-    want = [expected("card_info", customer="112233445566", meter="000000000001", amount=12345),
+    want = [expected("card_info", customer=CUSTOMER, meter=METER, amount=12345),
             expected("opening_card"),
             expected("card_invalid"),
             expected("card_pulled")]
-    # After every "reading" comes the card's own screen, in order.
+    # After every "reading" comes the card's own screen, in order...
     after_reading = [pngs[i + 1] for i in range(len(pngs) - 1) if pngs[i] == reading]
     assert after_reading == want, (len(pngs), out)
+    # ...and the purchase goes on to the outcome with the meter's new balance.
+    i = pngs.index(want[0])
+    assert expected("success", amount=12345, balance=5000 + 12345) in pngs[i:i + 4], out

@@ -27,18 +27,27 @@ GAP = 8  # panel pixels between the two languages
 SAMPLE = {
     "amount": 10000, "balance": 15000, "customer": "112233445566",
     "meter": "000000000001", "digits": "00000000", "time": (2026, 11, 24, 20, 5),
-    "percent": 60,
+    "percent": 60, "terminal": "000000000099", "version": "0.9.0",
 }
 # The widest values each field can take: every screen must fit with these.
 WORST = {
     "amount": -99999999, "balance": -99999999, "customer": "888888888888",
     "meter": "888888888888", "digits": "", "time": (2088, 12, 28, 20, 58),
-    "percent": 100,
+    "percent": 100, "terminal": "888888888888", "version": "888.888.8888",
 }
 
 # When the top-up flow shows each screen (for the gallery).
 WHEN = {
     "idle": "Waiting for a card.",
+    "about": "OK on the idle screen: the firmware version and terminal id.",
+    "history": "# on the idle screen: the last top-ups, newest first (* older).",
+    "no_history": "# on the idle screen before any top-up.",
+    "cancelled": "Cancel on the purchase screen: nothing was sent.",
+    "nothing_to_credit": "A purchase card whose purse holds 0: it would use up a count.",
+    "meter_not_prepaid": "The meter's record is not a prepaid local fee control meter.",
+    "meter_in_workflow": "The meter's record is still inside a replacement workflow.",
+    "topup_unconfirmed": "The top-up went out but no MAC-checked read-back confirmed it.",
+    "card_not_updated": "Credited, but the card left before its return file was written.",
     "reading": "A card is in; reading and checking it.",
     "card_info": "Card read and verified: the purchase to credit.",
     "progress": "Moving the credit to the meter.",

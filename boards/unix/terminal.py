@@ -101,7 +101,7 @@ def _number(name, v):
 
 def _tcp_spec(name, spec):
     parts = spec.split(":")
-    if len(parts) != 3 or not parts[1] and name == "--bus":
+    if len(parts) != 3 or (not parts[1] and name == "--bus"):
         raise UsageError("%s wants tcp:HOST:PORT, not %r" % (name, spec))
     if not parts[2].isdigit() or not 0 < int(parts[2]) < 65536:
         raise UsageError("%s: the port in %r must be a number 1..65535" % (name, spec))
@@ -191,7 +191,7 @@ def open_error(opts, e):
         if code == errno.ECONNREFUSED:
             return SetupError("bus %s: nothing listens there: start the RS-485 converter "
                               "or the meter simulator, or check --bus" % bus)
-        if isinstance(code, int) and code < 0 or isinstance(e, IndexError):
+        if (isinstance(code, int) and code < 0) or isinstance(e, IndexError):
             return SetupError("bus %s: host not found: check the host name in --bus" % bus)
         return SetupError("bus %s: cannot connect (%s): check --bus" % (bus, e))
     if code == errno.ENOENT:

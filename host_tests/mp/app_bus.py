@@ -66,7 +66,8 @@ async def main():
     a.stop()
     f = board.b.frames
     idx = [i for i, x in enumerate(f) if x == session]
-    print(json.dumps({"session_frames": len(idx), "contiguous": idx == list(range(idx[0], idx[0] + len(idx))),
+    run = list(range(idx[0], idx[0] + len(idx)))
+    print(json.dumps({"session_frames": len(idx), "contiguous": idx == run,
                       "polled_before": idx[0] > 0, "polled_after": idx[-1] < len(f) - 1}))
 
 
