@@ -1,12 +1,19 @@
 """Meter records: what the terminal knows of each meter it manages.
 
-One small file per meter, /rec/<shard>/<meter number>, and a customer
-index, /cus/<shard>/<customer number> holding the meter number; the shard
-is the number's last two digits. A lookup opens one file in a directory of
-a few entries, so it costs the same with 8 meters or 256, and no table of
-meters sits in the heap.
+Two fixed-size hash tables in littlefs, so a lookup reads one slot (or a
+few, probing) whatever the number of meters, and no table sits in the heap:
 
-A record (JSON, stored through storage.write_atomic):
+  /rec.tbl   CAPACITY slots of 96 bytes, the slot of a meter number found
+             by open addressing from int(number) % CAPACITY
+  /cus.tbl   CAPACITY entries of 10 bytes: customer number -> record slot
+             (a hint: the record's own customer number is checked)
+
+littlefs replaces what a write touches copy-on-write: after a power cut a
+slot holds its old or its new bytes, and a CRC catches anything else (a bad
+slot reads as empty). Directories are no cheaper: each costs littlefs two
+blocks, and a directory lookup walks its entries.
+
+A record:
   address, meter, customer    12 digits each (the bus address is usually
                               the meter number)
   category, type, prepaid,    the utility's record: only a smart meter of
@@ -22,15 +29,16 @@ A record (JSON, stored through storage.write_atomic):
                               until the first card is seen
   retired                     the serials it replaced (newest first, 4
                               kept): a reissued card that is not new
-  version                     the firmware version that wrote it
+  version                     the firmware version that wrote the slot
 The last purchase count credited here is not stored in the record: the
-journal holds it (journal.last_count), so a top-up writes two small
-files, not three.
+journal holds it (journal.last_count), so a top-up writes no record.
 """
-import json
+import binascii
 import os
 
-import storage
+from micropython import const
+
+import bcd
 import version
 
 ACTIVE = "active"
@@ -39,8 +47,12 @@ AWAITING_OPENING = "awaiting_opening"
 STATES = (ACTIVE, REPLACED, AWAITING_OPENING)
 SMART = "smart"
 LOCAL_CPU = "local_cpu"
-RETIRED = 4  # older serials of a customer kept to refuse them
-_MAX = 1024  # bytes: a record is about 300
+RETIRED = const(4)  # older serials of a customer kept to refuse them
+MAX_METERS = const(256)
+CAPACITY = const(512)  # twice the meters: short probes
+_SLOT = const(96)
+_CSLOT = const(10)
+_STATE_CODES = (ACTIVE, REPLACED, AWAITING_OPENING)
 
 
 class RecordError(ValueError):
@@ -71,22 +83,6 @@ class Record:
         self.serial = serial
         self.retired = list(retired)
 
-    def to_dict(self):
-        return {"address": self.address, "meter": self.meter, "customer": self.customer,
-                "state": self.state, "category": self.category, "type": self.type,
-                "prepaid": self.prepaid, "archived": self.archived, "key": self.key,
-                "serial": self.serial, "retired": self.retired, "version": version.VERSION}
-
-    @classmethod
-    def from_dict(cls, d):
-        try:
-            return cls(d["meter"], d["customer"], d.get("address"), d.get("state", ACTIVE),
-                       d.get("category", SMART), d.get("type", LOCAL_CPU),
-                       d.get("prepaid", True), d.get("archived", True),
-                       d.get("key", "derived"), d.get("serial", ""), d.get("retired", ()))
-        except (KeyError, TypeError, AttributeError):
-            raise RecordError("record lacks meter or customer")
-
     def refusal(self):
         """The screen refusing any top-up to this meter, or None."""
         if self.category != SMART or self.type != LOCAL_CPU or not self.prepaid:
@@ -98,19 +94,79 @@ class Record:
         return None
 
 
-def _shard(number):
-    return number[-2:]
+def _pack(rec):
+    flags = ((1 if rec.prepaid else 0) | (2 if rec.archived else 0)
+             | (4 if rec.category == SMART else 0) | (8 if rec.type == LOCAL_CPU else 0)
+             | (16 if rec.key == "override" else 0))
+    b = bytearray(_SLOT)
+    b[0] = 1
+    b[1] = _STATE_CODES.index(rec.state)
+    b[2] = flags
+    b[3] = len(rec.retired)
+    b[4:10] = bcd.from_digits(rec.meter)
+    b[10:16] = bcd.from_digits(rec.customer)
+    b[16:22] = bcd.from_digits(rec.address)
+    if rec.serial:
+        b[22:30] = bytes.fromhex(rec.serial)
+    for i, r in enumerate(rec.retired):
+        b[30 + 8 * i:38 + 8 * i] = bytes.fromhex(r)
+    v = version.VERSION.encode()[:8]
+    b[62:62 + len(v)] = v
+    b[92:96] = (binascii.crc32(b[0:92]) & 0xFFFFFFFF).to_bytes(4, "little")
+    return b
+
+
+def _unpack(b):
+    """A slot's bytes -> Record, or None (empty, torn or foreign)."""
+    if len(b) != _SLOT or b[0] != 1:
+        return None
+    if binascii.crc32(b[0:92]) & 0xFFFFFFFF != int.from_bytes(b[92:96], "little"):
+        return None
+    try:
+        f = b[2]
+        serial = b[22:30]
+        return Record(bcd.to_digits(b[4:10]), bcd.to_digits(b[10:16]),
+                      bcd.to_digits(b[16:22]), _STATE_CODES[b[1]],
+                      SMART if f & 4 else "other", LOCAL_CPU if f & 8 else "other",
+                      bool(f & 1), bool(f & 2), "override" if f & 16 else "derived",
+                      serial.hex() if any(serial) else "",
+                      [b[30 + 8 * i:38 + 8 * i].hex() for i in range(min(b[3], RETIRED))])
+    except (ValueError, IndexError, RecordError):
+        return None
 
 
 class Records:
     def __init__(self, root):
-        self.root = root
-        for d in ("/rec", "/cus"):
-            _mkdir(root + d)
+        self._rec = root + "/rec.tbl"
+        self._cus = root + "/cus.tbl"
+        _create(self._rec, CAPACITY * _SLOT)
+        _create(self._cus, CAPACITY * _CSLOT)
+        self._count = None  # records in the table, counted on first need
 
-    def _path(self, kind, number):
-        d = "%s/%s/%s" % (self.root, kind, _shard(number))
-        return d, d + "/" + number
+    def _find(self, meter):
+        """-> (slot of the meter or None, first free slot seen or None)."""
+        start = int(meter) % CAPACITY
+        free = None
+        with open(self._rec, "rb") as f:
+            for i in range(CAPACITY):
+                slot = (start + i) % CAPACITY
+                f.seek(slot * _SLOT)
+                b = f.read(_SLOT)
+                if b[0] != 1:
+                    if free is None:
+                        free = slot
+                    if b[0] == 0:
+                        return None, free  # never used: the probe ends here
+                    continue
+                rec = _unpack(b)
+                if rec is not None and rec.meter == meter:
+                    return slot, free
+        return None, free
+
+    def _read(self, slot):
+        with open(self._rec, "rb") as f:
+            f.seek(slot * _SLOT)
+            return _unpack(f.read(_SLOT))
 
     def __contains__(self, meter):
         return self.get(meter) is not None
@@ -119,33 +175,55 @@ class Records:
         """The record for a meter number, or None."""
         if not _is12(meter):
             return None
-        try:
-            data = storage.read_checked(self._path("rec", meter)[1], _MAX)
-        except storage.Missing:
-            return None
-        return Record.from_dict(json.loads(data))
+        slot, _ = self._find(meter)
+        return None if slot is None else self._read(slot)
 
     def by_customer(self, customer):
         if not _is12(customer):
             return None
-        try:
-            meter = storage.read_checked(self._path("cus", customer)[1], 32)
-        except storage.Missing:
-            return None
-        return self.get(meter.decode())
+        key = bcd.from_digits(customer)
+        start = int(customer) % CAPACITY
+        with open(self._cus, "rb") as f:
+            for i in range(CAPACITY):
+                f.seek(((start + i) % CAPACITY) * _CSLOT)
+                b = f.read(_CSLOT)
+                if b[0] == 0:
+                    return None
+                if b[1:7] == key:
+                    rec = self._read(int.from_bytes(b[7:9], "little"))
+                    return rec if rec is not None and rec.customer == customer else None
+        return None
 
     def put(self, rec):
-        """Save a record (and its customer index entry)."""
-        old = self.get(rec.meter)
-        d, path = self._path("rec", rec.meter)
-        _mkdir(d)
-        storage.write_atomic(path, json.dumps(rec.to_dict()).encode())
-        if old is None or old.customer != rec.customer:
-            d, cpath = self._path("cus", rec.customer)
-            _mkdir(d)
-            storage.write_atomic(cpath, rec.meter.encode())
-            if old is not None:
-                _remove(self._path("cus", old.customer)[1])
+        """Save a record (and its customer index entry). OSError when the
+        table is full or the flash fails."""
+        slot, free = self._find(rec.meter)
+        if slot is None:
+            if free is None or self.count() >= MAX_METERS:
+                raise RecordError("the terminal manages at most %d meters" % MAX_METERS)
+            slot = free
+            self._count += 1
+        _write_at(self._rec, slot * _SLOT, _pack(rec))
+        self._index(rec.customer, slot)
+
+    def _index(self, customer, slot):
+        key = bcd.from_digits(customer)
+        start = int(customer) % CAPACITY
+        with open(self._cus, "rb") as f:
+            for i in range(CAPACITY):
+                at = ((start + i) % CAPACITY) * _CSLOT
+                f.seek(at)
+                b = f.read(_CSLOT)
+                if b[0] == 0 or b[1:7] == key:
+                    break
+        if b[0] == 1 and b[1:7] == key and int.from_bytes(b[7:9], "little") == slot:
+            return  # already there: no write
+        _write_at(self._cus, at, b"\x01" + key + slot.to_bytes(2, "little") + b"\x00")
+
+    def count(self):
+        if self._count is None:
+            self._count = sum(1 for _ in self.meters())
+        return self._count
 
     def seed(self, entries):
         """Records from a configuration list, on first boot: an existing
@@ -162,36 +240,39 @@ class Records:
         return added
 
     def meters(self):
-        """Every meter number, shard by shard (no list of all in the heap)."""
-        base = self.root + "/rec"
-        for shard in sorted(_names(base)):
-            for name in sorted(_names(base + "/" + shard)):
-                if _is12(name):
-                    yield name
+        """Every meter number, slot by slot (no list of all in the heap)."""
+        with open(self._rec, "rb") as f:
+            for slot in range(CAPACITY):
+                f.seek(slot * _SLOT)
+                rec = _unpack(f.read(_SLOT))
+                if rec is not None:
+                    yield rec.meter
 
 
 def _is12(v):
     return isinstance(v, str) and len(v) == 12 and v.isdigit()
 
 
-def _names(path):
+def _create(path, size):
+    """A table file of `size` zero bytes, made once; one of another size is
+    refused, never wiped."""
     try:
-        return [e[0] for e in os.ilistdir(path)]
-    except AttributeError:  # CPython
-        return os.listdir(path)
+        have = os.stat(path)[6]
     except OSError:
-        return []
+        have = None
+    if have == size:
+        return
+    if have is not None:
+        raise RecordError("%s is %d bytes, not %d: not this firmware's records table"
+                          % (path, have, size))
+    with open(path, "wb") as f:
+        zero = bytes(512)
+        for _ in range(size // 512):
+            f.write(zero)
+        f.write(bytes(size % 512))
 
 
-def _mkdir(path):
-    try:
-        os.mkdir(path)
-    except OSError:
-        pass  # exists
-
-
-def _remove(path):
-    try:
-        os.remove(path)
-    except OSError:
-        pass
+def _write_at(path, offset, data):
+    with open(path, "r+b") as f:
+        f.seek(offset)
+        f.write(data)
