@@ -59,9 +59,9 @@ def _load(path, max_size):
     n = _size(path)
     if n is None:
         return None
-    if n > max_size + _HEAD + _SUM:  # refused before reading a byte
-        raise Corrupt("%s is too large (%d bytes, at most %d expected)"
-                      % (path, n, max_size + _HEAD + _SUM))
+    top = max_size + _HEAD + _SUM
+    if n > top:  # refused before reading a byte
+        raise Corrupt("%s is too large (%d bytes, at most %d expected)" % (path, n, top))
     if n < _HEAD + _SUM:
         raise Corrupt("%s is truncated (%d bytes)" % (path, n))
     with open(path, "rb") as f:
@@ -103,9 +103,8 @@ def _replace(src, dst):
 
 def _create(path, private):
     if private and hasattr(os, "fdopen"):
-        # A host (CPython) writing secrets: owner-only from the first byte
-        # whatever the umask; O_EXCL so a stale .tmp's mode or a planted
-        # link is never reused.
+        # A host writing secrets: owner-only from the first byte whatever
+        # the umask; O_EXCL: never a stale .tmp's mode nor a planted link.
         _remove(path)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         os.fchmod(fd, 0o600)
@@ -155,8 +154,7 @@ def read_checked(path, max_size=4096):
             except OSError:
                 pass  # still readable from tmp next time
             return data
-    if _size(tmp) is not None:
-        _remove(tmp)
+    _remove(tmp)  # if any
     if data is not None:
         return data
     if err is not None:
@@ -164,11 +162,14 @@ def read_checked(path, max_size=4096):
     raise Missing("%s is missing" % path)
 
 
-def _blank(bdev):
+def _never_formatted(bdev):
+    """Blank (0xFF) but for block 0, where a first format cut short leaves
+    its start (littlefs writes the superblock to block 0, then its copy to
+    block 1): no file can ever have been written on such a device."""
     bs = bdev.ioctl(5, 0)
     buf = bytearray(bs)
     blank = b"\xff" * bs
-    for n in range(bdev.ioctl(4, 0)):
+    for n in range(1, bdev.ioctl(4, 0)):
         bdev.readblocks(n, buf, 0)
         if buf != blank:
             return False
@@ -177,9 +178,9 @@ def _blank(bdev):
 
 def mount(bdev, path):
     """Mount littlefs from bdev at path; returns the filesystem object.
-    Only a blank device (all 0xFF, never formatted) is formatted: one that
-    holds anything else but no valid littlefs raises StorageError, since it
-    may hold records only a technician may decide to erase."""
+    Only a device that never held a filesystem is formatted: one holding
+    anything else but no valid littlefs raises StorageError (it may hold
+    records; erasing them is a technician's decision)."""
     try:
         import vfs
     except ImportError:  # MicroPython before 1.23
@@ -187,7 +188,7 @@ def mount(bdev, path):
     try:
         fs = vfs.VfsLfs2(bdev)
     except OSError as e:
-        if not _blank(bdev):
+        if not _never_formatted(bdev):
             raise StorageError(
                 "flash for %s holds data but no valid littlefs (error %s): "
                 "not formatting it; a technician must erase it to start over"

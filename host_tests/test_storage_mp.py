@@ -28,6 +28,7 @@ def test_power_cut_at_every_operation_leaves_old_or_new(fs, bs, count, torn, old
     r = run_mp_json("host_tests/mp/storage_powercut.py", fs, bs, count, torn, old_len, new_len,
                     heap="1m", timeout=300)
     assert r["bad"] == []
+    assert r["read_ops"] == 0  # reading never wears the flash
     assert r["cuts"] == r["ops_uncut"] >= 3  # a cut at every operation of the write
     assert r.get("other", 0) == 0 and r["old"] >= 1 and r["new"] >= 1
     assert r["old"] + r["new"] == r["cuts"] + 1
@@ -93,7 +94,13 @@ def test_unix_board_image_is_read_by_littlefs_python(tmp_path):
     assert bytes.fromhex(r["data"]) == payload
 
 
-@pytest.mark.parametrize("damage", ["garbage", "superblocks"])
+@pytest.mark.parametrize("bs, count", [(4096, 16), (512, 64)])
+def test_power_cut_during_the_first_format_is_not_a_brick(bs, count):
+    r = run_mp_json("host_tests/mp/storage_format.py", bs, count, heap="512k")
+    assert r["refused"] == [] and r["cuts"] == 2 * r["format_ops"] >= 4
+
+
+@pytest.mark.parametrize("damage", ["garbage", "superblocks", "pair"])
 def test_damaged_flash_is_refused_never_reformatted(tmp_path, damage):
     img = str(tmp_path / "flash.img")
     run_mp_json("host_tests/mp/storage_image.py", img, BS, COUNT, "write", "keys.bin",
@@ -102,8 +109,12 @@ def test_damaged_flash_is_refused_never_reformatted(tmp_path, damage):
     rnd = random.Random(7)
     if damage == "garbage":
         image = bytearray(rnd.getrandbits(8) for _ in range(len(image)))
-    else:  # both superblock copies gone, the data blocks still there
+    elif damage == "superblocks":  # both copies gone, the other blocks still there
         image[0:2 * BS] = bytes(rnd.getrandbits(8) for _ in range(2 * BS))
+    else:  # block 0 damaged, block 1 erased: like a first format cut short,
+        # but the directory made later holds blocks beyond the pair
+        image[0:BS] = bytes(rnd.getrandbits(8) for _ in range(BS))
+        image[BS:2 * BS] = b"\xff" * BS
     with open(img, "wb") as f:
         f.write(image)
     r = run_mp_json("host_tests/mp/storage_image.py", img, BS, COUNT, "mount")

@@ -101,4 +101,10 @@ while True:
     if done:
         break
     n += 1
+ram.data[:] = snapshot  # a read with nothing to recover writes nothing
+dev.revive()
+mount(dev)
+storage.read_checked(P)
+r["read_ops"] = dev.ops
+vfs.umount(MNT)
 print(json.dumps(r))
