@@ -24,6 +24,7 @@ from micropython import const
 _EIO = const(5)
 TORN_NONE = const(0)  # the cut operation leaves the flash as it was
 TORN_HALF = const(1)  # it programs (or erases) the first half of its bytes
+TORN_GARBLED = const(2)  # and leaves the second half's bits half set (| 0xA5)
 
 
 class RAMBlockDev:
@@ -107,7 +108,8 @@ class FileBlockDev:
 class PowerCutBlockDev:
     """`cut_after` program/erase operations go through whole; the next one is
     hit by the cut (applied as `torn` says: TORN_NONE not at all, TORN_HALF
-    its first half) and it and every later one return -EIO without raising;
+    its first half, TORN_GARBLED that and bits of the second half neither
+    old nor new) and it and every later one return -EIO without raising;
     reads still work. cut_after None: never cut. revive() restores power
     (the flash keeps what it holds) and starts counting again."""
 
@@ -135,12 +137,24 @@ class PowerCutBlockDev:
     def readblocks(self, n, buf, off=0):
         return self.inner.readblocks(n, buf, off)
 
+    def _tear(self, n, off, new):
+        """The cut operation: new (what it would have left) half applied."""
+        h = len(new) // 2
+        if self.torn == TORN_GARBLED:
+            old = bytearray(len(new) - h)
+            self.inner.readblocks(n, old, off + h)
+            for i in range(len(old)):  # some bits of the new value, not all
+                old[i] = (old[i] & new[h + i]) | 0xA5
+            self.inner.writeblocks(n, old, off + h)
+        if self.torn != TORN_NONE:
+            self.inner.writeblocks(n, memoryview(new)[:h], off)
+
     def writeblocks(self, n, buf, off=None):
         c = self._cut()
         if c == 0:
             return self.inner.writeblocks(n, buf, off)
-        if c == 1 and self.torn == TORN_HALF:
-            self.inner.writeblocks(n, memoryview(buf)[:len(buf) // 2], off or 0)
+        if c == 1:
+            self._tear(n, off or 0, buf)
         return -_EIO
 
     def ioctl(self, op, arg):
@@ -151,6 +165,6 @@ class PowerCutBlockDev:
             self.erases += 1
         if c == 0:
             return self.inner.ioctl(op, arg)
-        if c == 1 and self.torn == TORN_HALF:
-            self.inner.writeblocks(arg, b"\xff" * (self.inner.ioctl(5, 0) // 2), 0)
+        if c == 1:
+            self._tear(arg, 0, b"\xff" * self.inner.ioctl(5, 0))
         return -_EIO

@@ -2,7 +2,7 @@
 the file-backed image, and where exactly PowerCutBlockDev cuts."""
 import pytest
 
-from flash import TORN_HALF, TORN_NONE, FileBlockDev, PowerCutBlockDev, RAMBlockDev
+from flash import TORN_GARBLED, TORN_HALF, TORN_NONE, FileBlockDev, PowerCutBlockDev, RAMBlockDev
 
 BS = 256
 
@@ -86,3 +86,14 @@ def test_never_cut_without_a_limit():
     for _ in range(1000):
         assert d.writeblocks(0, b"x", 0) is None
     assert d.ops == 1000 and not d.dead
+
+
+def test_cut_garbled_leaves_bits_neither_old_nor_new():
+    ram = RAMBlockDev(BS, 2)
+    d = PowerCutBlockDev(ram, cut_after=0, torn=TORN_GARBLED)
+    assert d.writeblocks(0, b"\x00" * 8, 4) == -5
+    assert _read(ram, 0, 0, 14) == b"\xff" * 4 + b"\x00" * 4 + b"\xa5" * 4 + b"\xff" * 2
+    ram.writeblocks(1, b"\x00" * BS, 0)
+    d = PowerCutBlockDev(ram, cut_after=0, torn=TORN_GARBLED)
+    assert d.ioctl(6, 1) == -5  # an erase cut halfway: some bits back to 1
+    assert _read(ram, 1) == b"\xff" * (BS // 2) + b"\xa5" * (BS // 2)

@@ -12,7 +12,7 @@ import storage
 
 bs, count = int(sys.argv[1]), int(sys.argv[2])
 r = {"cuts": 0, "refused": []}
-for torn in (flash.TORN_NONE, flash.TORN_HALF):
+for torn in (flash.TORN_NONE, flash.TORN_HALF, flash.TORN_GARBLED):
     n = 0
     while True:
         dev = flash.PowerCutBlockDev(flash.RAMBlockDev(bs, count), n, torn)
