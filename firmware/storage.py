@@ -45,20 +45,14 @@ class Corrupt(StorageError):
     """The file fails its integrity check or is larger than allowed."""
 
 
-def _size(path):
+def _load(path, max_size):
+    """The payload in path, None if there is no such file; Corrupt if bad."""
     try:
-        return os.stat(path)[6]
+        n = os.stat(path)[6]
     except OSError as e:
         if e.args[0] == _ENOENT:
             return None
         raise
-
-
-def _load(path, max_size):
-    """The payload in path, None if there is no such file; Corrupt if bad."""
-    n = _size(path)
-    if n is None:
-        return None
     top = max_size + _HEAD + _SUM
     if n > top:  # refused before reading a byte
         raise Corrupt("%s is too large (%d bytes, at most %d expected)" % (path, n, top))
@@ -115,6 +109,8 @@ def _create(path, private):
 def write_atomic(path, data, private=False):
     """Store data (bytes) in path: the old contents or the new, never a mix.
     private: owner-only (0600) where the filesystem has modes (a host)."""
+    if isinstance(data, str):  # MicroPython would write it as UTF-8: wrong length
+        raise TypeError("write_atomic stores bytes, not str")
     tmp = path + ".tmp"
     head = _MAGIC + len(data).to_bytes(4, "little")
     h = hashlib.sha256(head)

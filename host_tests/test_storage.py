@@ -44,6 +44,12 @@ def test_round_trip(tmp_path, data):
     assert _files(tmp_path) == ["rec"]
 
 
+def test_str_is_refused(tmp_path):
+    with pytest.raises(TypeError, match="bytes, not str"):
+        write_atomic(str(tmp_path / "rec"), "text")
+    assert _files(tmp_path) == []
+
+
 def test_layout(tmp_path):
     import hashlib
     p = str(tmp_path / "rec")
