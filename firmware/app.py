@@ -38,14 +38,12 @@ import asyncio
 from micropython import const
 
 import common
-import journal
 import keypad
-import records
-import recovery
-import topup
-import ui
 import version
 from meter import MeterClient
+
+# The screen (glyphs, catalogue), the card flow and the storage modules are
+# imported when the board has the part: `--once` on a small heap needs none.
 
 _PAGE_MS = const(15000)  # an idle page left up goes back to the clock
 _HISTORY = const(10)  # top-ups the keypad's history shows
@@ -68,9 +66,7 @@ class IdlePages:
         if u.current == "idle" and k == keypad.OK:
             u.show("about", version=version.VERSION, terminal=self.app.terminal_id)
         elif u.current == "idle" and k == "#":
-            j = self.app.journal
-            self._history = [e for e in j.newest(_HISTORY) if e.result == journal.CREDITED] \
-                if j is not None else []
+            self._history = self._credited()
             self._at = 0
             self._page()
         elif u.current == "history" and k == "*":
@@ -83,6 +79,13 @@ class IdlePages:
             return False
         self.app.later(_PAGE_MS, u.current)
         return True
+
+    def _credited(self):
+        j = self.app.journal
+        if j is None:
+            return []
+        import journal
+        return [e for e in j.newest(_HISTORY) if e.result == journal.CREDITED]
 
     def _page(self):
         if not self._history:
@@ -102,16 +105,18 @@ class App:
         self.meters = list(config.get("meters") or ())
         self.status = {}  # meter number -> last poll (dict) or error text
         self.bus_owner = asyncio.Lock()
-        bus = board.bus(config)
-        self.client = MeterClient(bus) if bus is not None else None
-        display = board.display(config)
-        self.ui = ui.UI(display, board.clock, config.get("lang", "zh"),
-                        log=self.log) if display is not None else None
+        display = None if config.get("once") else board.display(config)
+        self.ui = None
+        if display is not None:
+            import ui
+            self.ui = ui.UI(display, board.clock, config.get("lang", "zh"), log=self.log)
         if self.ui is not None:
             self.ui.idle_keys = IdlePages(self)
         self.records = self.journal = None
         root = None if config.get("once") else board.storage(config)
         if root is not None:
+            import journal
+            import records
             self.records = records.Records(root)
             added = self.records.seed(config.get("seed") or ())
             if added:
@@ -119,6 +124,9 @@ class App:
             self.journal = journal.Journal(root, self.terminal_id, board.clock)
             self.log("journal: next #%d, %d open" % (self.journal.next_seq,
                                                       len(self.journal.open_entries())))
+        # the bus last: a flash that cannot be used is said before a bus is tried
+        bus = board.bus(config)
+        self.client = MeterClient(bus) if bus is not None else None
         self._tasks = []
         self._timer = None
 
@@ -170,6 +178,7 @@ class App:
 
     # --- the card slot -----------------------------------------------
     async def card_loop(self, slot):
+        import topup
         while True:
             reader = await slot.wait_card()
             try:
@@ -213,6 +222,7 @@ class App:
         if slot is not None:
             spawn(asyncio.create_task(self.card_loop(slot)))
         if self.client is not None and self.journal is not None:
+            import recovery
             spawn(asyncio.create_task(recovery.settle_all(self)))
         if self.client is not None and self.meters:
             spawn(asyncio.create_task(self.poller()))

@@ -56,26 +56,24 @@ FLASH = "/flash"
 
 def storage(config):
     """littlefs on the terminal's flash: an image file in --state DIR (a
-    restart keeps records and journal; killing the process is a power cut),
-    or flash in RAM without --state (gone when the terminal stops)."""
+    restart keeps records and journal; killing the process is a power cut).
+    No --state, no storage (polling only)."""
     if config.get("_root"):
         return config["_root"]
     import flash
     import storage as st
     state = config.get("state")
-    if state:
-        try:
-            import os
-            os.mkdir(state)
-        except OSError:
-            pass
-        try:
-            bdev = flash.FileBlockDev(state + "/flash.img", _FLASH_BLOCK, _FLASH_BLOCKS)
-        except ValueError as e:  # an image of another size
-            raise st.StorageError(str(e))
-    else:
-        report("log", "storage: no --state: records and journal in RAM, lost at exit")
-        bdev = flash.RAMBlockDev(_FLASH_BLOCK, _FLASH_BLOCKS)
+    if not state:
+        return None
+    try:
+        import os
+        os.mkdir(state)
+    except OSError:
+        pass
+    try:
+        bdev = flash.FileBlockDev(state + "/flash.img", _FLASH_BLOCK, _FLASH_BLOCKS)
+    except ValueError as e:  # an image of another size
+        raise st.StorageError(str(e))
     st.mount(bdev, FLASH)
     config["_root"] = FLASH
     config["_bdev"] = bdev

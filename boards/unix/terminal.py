@@ -73,6 +73,9 @@ def parse_args(argv):
         raise UsageError("--lang is zh or en, not %r" % opts["lang"])
     if opts["card-slot"] and not (opts["keystore"] or opts["keys"]):
         raise UsageError("--card-slot needs --keystore or --keys (the card master key)")
+    if opts["card-slot"] and not opts["state"]:
+        raise UsageError("--card-slot needs --state DIR (the terminal's flash: meter records "
+                         "and the journal)")
     if opts["keystore"] and opts["keys"]:
         raise UsageError("--keystore and --keys: give one")
     if not opts["card-slot"] and not (opts["bus"] and opts["meters"]):
@@ -191,7 +194,8 @@ def open_error(opts, e):
         if code == errno.ECONNREFUSED:
             return SetupError("bus %s: nothing listens there: start the RS-485 converter "
                               "or the meter simulator, or check --bus" % bus)
-        if (isinstance(code, int) and code < 0) or isinstance(e, IndexError):
+        if (isinstance(code, int) and code < 0) or isinstance(e, IndexError) \
+                or "addrinfo" in str(e):  # the unix port's getaddrinfo failure
             return SetupError("bus %s: host not found: check the host name in --bus" % bus)
         return SetupError("bus %s: cannot connect (%s): check --bus" % (bus, e))
     if code == errno.ENOENT:
