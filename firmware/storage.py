@@ -31,6 +31,7 @@ _SUM = const(32)
 _ENOENT = const(2)
 _EEXIST = const(17)
 ENOSPC = const(28)  # OSError errno of a write to a full filesystem
+PROGSIZE = const(256)  # littlefs program size: the SPI NOR page
 
 
 class StorageError(Exception):
@@ -172,8 +173,11 @@ def _never_formatted(bdev):
     return True
 
 
-def mount(bdev, path):
+def mount(bdev, path, progsize=PROGSIZE):
     """Mount littlefs from bdev at path; returns the filesystem object.
+    progsize: the flash's program page (256 on the usual SPI NOR, as the
+    rp2 port mounts it): a commit of a small file is then one program
+    operation, not one per 32 bytes.
     Only a device that never held a filesystem is formatted: one holding
     anything else but no valid littlefs raises StorageError (it may hold
     records; erasing them is a technician's decision)."""
@@ -182,14 +186,14 @@ def mount(bdev, path):
     except ImportError:  # MicroPython before 1.23
         vfs = os
     try:
-        fs = vfs.VfsLfs2(bdev)
+        fs = vfs.VfsLfs2(bdev, progsize=progsize)
     except OSError as e:
         if not _never_formatted(bdev):
             raise StorageError(
                 "flash for %s holds data but no valid littlefs (error %s): "
                 "not formatting it; a technician must erase it to start over"
                 % (path, e.args[0]))
-        vfs.VfsLfs2.mkfs(bdev)
-        fs = vfs.VfsLfs2(bdev)
+        vfs.VfsLfs2.mkfs(bdev, progsize=progsize)
+        fs = vfs.VfsLfs2(bdev, progsize=progsize)
     vfs.mount(fs, path)
     return fs
