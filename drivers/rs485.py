@@ -18,6 +18,7 @@ from micropython import const
 _POLL_MS = const(2)  # how often to look at txdone() while sending
 _GAP_CHARS = const(20)  # inter-byte timeout, in character times
 _SLACK_CHARS = const(400)  # bound on one reply: longest frame, preamble, noise
+_DISCARD_CHUNK = const(64)  # bytes dropped between two looks at the event loop
 
 
 class Timeout(Exception):
@@ -57,15 +58,23 @@ class RS485:
             await self._send(frame)
             return await self._receive(decoder, timeout_ms)
 
-    def _discard_input(self):
-        # Late replies to an earlier request must not answer this one.
+    async def _discard_input(self):
+        # Late replies to an earlier request must not answer this one. A
+        # chunk at a time, letting the loop in between, and no more than
+        # one reply's worth: a peer that never stops talking must neither
+        # stall the loop nor keep us off the bus for good (its noise then
+        # garbles this exchange, which ends in a typed error like any other).
         uart = self._uart
-        while uart.any():
-            if not uart.read():
+        left = _SLACK_CHARS
+        while left > 0 and uart.any():
+            got = uart.read(_DISCARD_CHUNK)
+            if not got:
                 break
+            left -= len(got)
+            await asyncio.sleep_ms(0)
 
     async def _send(self, frame):
-        self._discard_input()
+        await self._discard_input()
         if self._de is not None:
             self._de.value(1)
         try:
@@ -96,14 +105,15 @@ class RS485:
             if got is None:  # nothing after all: poll raced the read
                 continue
             if not got:
-                raise BusClosed()
+                raise BusClosed
             n -= len(got)
 
     async def _receive(self, decoder, timeout_ms):
         reader = self._reader
         wait = timeout_ms
         # Bound one reply in time even if noise never stops.
-        deadline = time.ticks_add(time.ticks_ms(), timeout_ms + _SLACK_CHARS * self.char_us // 1000)
+        slack_ms = _SLACK_CHARS * self.char_us // 1000
+        deadline = time.ticks_add(time.ticks_ms(), timeout_ms + slack_ms)
         while True:
             left = time.ticks_diff(deadline, time.ticks_ms())
             if left <= 0:
@@ -115,7 +125,7 @@ class RS485:
             if chunk is None:  # nothing after all: poll raced the read
                 continue
             if not chunk:
-                raise BusClosed()
+                raise BusClosed
             self.rx_bytes += len(chunk)
             result = decoder.feed(chunk)
             if result is not None:

@@ -76,6 +76,11 @@ class UnexpectedReply(DLTError):
     """A reply to another function than the one asked."""
 
 
+class BadAddress(DLTError):
+    """An address that is no single meter's: the broadcast (999999999999),
+    a wildcard (AA bytes) or anything else that is not 12 decimal digits."""
+
+
 def _bit_names(word, names):
     out = []
     for i in range(16):
@@ -110,6 +115,15 @@ def address_bytes(address):
 
 def address_str(b):
     return hexlify(bytes(reversed(b))).decode().upper()
+
+
+def check_meter_address(address):
+    """Raise BadAddress unless `address` can be one meter's: 12 decimal
+    digits, not the broadcast address (the wildcard has A digits)."""
+    if (len(address) != 12 or address == ADDR_BROADCAST
+            or any(c not in "0123456789" for c in address)):
+        raise BadAddress("%r is not a meter's address" % (address,))
+    return address
 
 
 def di_bytes(di):
@@ -271,5 +285,6 @@ def check_reply(frame, address, function, di=None):
             raise SecurityError(d[0] | d[1] << 8 if len(d) >= 2 else 1)
         raise MeterError(d[0] if d else 1)
     if di is not None and frame.data[0:4] != di_bytes(di):
-        raise WrongDI("reply to DI %s, asked %08X" % (hexlify(bytes(reversed(frame.data[0:4]))).decode(), di))
+        got = hexlify(bytes(reversed(frame.data[0:4]))).decode()
+        raise WrongDI("reply to DI %s, asked %08X" % (got, di))
     return frame

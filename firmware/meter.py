@@ -68,11 +68,14 @@ class MeterClient:
         await self.exchange(address, CTRL_WRITE, data)
 
     async def read_address(self):
-        """The address of the only meter on the bus (point-to-point use)."""
+        """The address of the only meter on the bus (point-to-point use).
+        A reply naming the broadcast, a wildcard or a non-decimal address
+        raises dlt645.BadAddress: requests sent there would reach every
+        meter, or none, instead of this one."""
         reply = await self.exchange(dlt645.ADDR_WILDCARD, CTRL_READ_ADDRESS, b"")
         if len(reply.data) != 6 or dlt645.address_str(reply.data) != reply.address:
             raise dlt645.FrameError("address reply does not carry its address")
-        return reply.address
+        return dlt645.check_meter_address(reply.address)
 
     async def broadcast_time(self, t):
         """Set every meter's clock; t = (year, month, day, hour, minute, second).

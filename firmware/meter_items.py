@@ -5,6 +5,7 @@ XXXXXX.XX BCD is exactly that, and floats are never right about money.
 """
 from micropython import const
 import bcd
+import common
 from dlt645 import FrameError
 
 ENERGY_TOTAL = const(0x00000000)  # total active energy, XXXXXX.XX kWh
@@ -61,7 +62,6 @@ def decode(di, value):
 
 
 def hundredths(n):
-    """12345 -> '123.45', -5 -> '-0.05': money and energy for people."""
-    sign = "-" if n < 0 else ""
-    n = -n if n < 0 else n
-    return "%s%d.%02d" % (sign, n // 100, n % 100)
+    """12345 -> '123.45', -5 -> '-0.05': money and energy for people
+    (kept for the unix board's screen; common.money is the one place)."""
+    return common.money(n)

@@ -1,31 +1,36 @@
 """The terminal side of DL/T 645 control 03 (security-profile.md): identity
 authentication with the meter's ESAM, the MAC-checked status read-back, the
-top-up and the end of the session.
+top-up frame and the end of the session.
 
     s = MeterSession(client, "000000000001", keystore.meter_key(addr),
                      operator=keystore.operator_code)
     await s.authenticate()
     st = await s.read_back()           # Status; the meter is now authenticated
-    r = await s.top_up(10000, st.count + 1, st.customer)   # "credited" / "already"
+    await s.send_top_up(10000, st.count + 1, st.customer)
+    st = await s.read_back()           # only this says whether it landed
     await s.end()
 
-or all of it, with the no-reply recovery, in credit(...).
+Moving money safely (deciding the outcome, recovering a lost frame) is
+meter_credit.credit(); this module is the session it is built on.
 
 Trust: the meter's identity reply proves nothing by itself; the terminal
 trusts a meter (and its balance and count) only once a read-back's MACs,
-computed under the session key, check out. top_up() refuses to run before
-that. The operator code sent in every 03 frame is the terminal id's low
-four bytes as sent (KeyStore.operator_code); zeros if none is given.
+computed under the session key, check out. send_top_up() refuses to run
+before that. Nor does the reply to a top-up prove anything (it carries no
+MAC: a man in the middle can swallow the frame and answer 83 himself): only
+a later MAC-checked read-back showing the count says the credit landed. The
+operator code sent in every 03 frame is the terminal id's low four bytes as
+sent (KeyStore.operator_code); zeros if none is given.
 
 Every SERR bit becomes a typed error (subclasses of dlt645.SecurityError,
-so .serr and .reasons stay), except "repeat top-up": the credit is already
-on the meter, so top_up() returns ALREADY instead of raising.
+so .serr and .reasons stay).
 """
 import os
 
 from micropython import const
 
 import bcd
+import common
 import dlt645
 import sm4
 
@@ -43,6 +48,7 @@ SERR_CUSTOMER = const(0x10)
 SERR_COUNT = const(0x20)
 SERR_HOARD = const(0x40)
 
+# credit()'s results (meter_credit.py); a MAC-checked read-back decides them.
 CREDITED = "credited"
 ALREADY = "already"
 
@@ -73,22 +79,16 @@ class OverLimit(dlt645.SecurityError):
 
 
 class RepeatTopUp(dlt645.SecurityError):
-    """SERR bit 1 outside a top-up (a top-up returns ALREADY instead)."""
+    """SERR bit 1: the meter says it holds this purchase count already (a
+    claim without a MAC: only a read-back shows it)."""
 
 
 class NotAuthenticated(dlt645.DLTError):
-    """The meter did not prove it holds the key: a read-back MAC is wrong,
-    or credit was asked for before a good read-back. No credit may move."""
+    """The meter has not proved it holds the key: a read-back MAC is wrong,
+    or a top-up was asked for before a good read-back in this session.
+    Raised before a top-up frame, it means none was sent; after one,
+    credit() reports it as meter_credit.Unconfirmed instead."""
 
-
-class Unconfirmed(dlt645.DLTError):
-    """The top-up got no reply and the meter could not be asked afterwards:
-    whether it landed is unknown. Ask again later (read-back), never resend blindly."""
-
-
-# The top-up frame went out but no good reply came back: it may have landed.
-_OUTCOME_UNKNOWN = (dlt645.NoReply, dlt645.FrameError, dlt645.WrongAddress,
-                    dlt645.WrongDI, dlt645.UnexpectedReply)
 
 # Most telling first, in the order the meter checks them.
 _SERR_CLASSES = ((SERR_AUTH, AuthFailed), (SERR_OTHER, NotOpened), (SERR_MAC, MacRejected),
@@ -109,27 +109,20 @@ def dispersion(address):
     return dlt645.address_bytes(address) + b"\x00\x00"
 
 
-def _u32(v, what):
-    if not isinstance(v, int) or v < 0 or v > 0xFFFFFFFF:
-        raise ValueError("%s must be an integer in 0..4294967295" % what)
-    return v.to_bytes(4, "little")
+def customer_bytes(customer):
+    """12 digits (or the 6 bytes as sent) -> the 6 bytes as sent."""
+    cust = bcd.from_digits(customer) if isinstance(customer, str) else bytes(customer)
+    if len(cust) != 6:
+        raise ValueError("customer number must be 6 bytes")
+    return cust
 
 
-def _s32(b):
-    v = int.from_bytes(b, "little")
-    return v - 0x100000000 if v & 0x80000000 else v
-
-
-def _same(a, b):
-    # Compare MACs without stopping at the first differing byte.
-    d = len(a) ^ len(b)
-    for i in range(min(len(a), len(b))):
-        d |= a[i] ^ b[i]
-    return d == 0
-
-
-def _not(b):
-    return bytes(x ^ 0xFF for x in b)
+def topup_fields(amount, count):
+    """amount(4) || count(4), refusing what no purchase can be: an amount
+    of 0 would use up a purchase count for nothing."""
+    if amount == 0:
+        raise ValueError("amount must be at least 1 fen")
+    return common.u32(amount, "amount") + common.u32(count, "purchase count")
 
 
 class Status:
@@ -144,10 +137,13 @@ class Status:
         self.key_info = key_info
 
     def __repr__(self):
-        return "Status(balance=%d, count=%d, customer=%s)" % (self.balance, self.count, self.customer)
+        return "Status(balance=%d, count=%d, customer=%s)" % (
+            self.balance, self.count, self.customer)
 
 
 class MeterSession:
+    """One control-03 session with one meter; it owns the session key."""
+
     def __init__(self, client, address, meter_key, operator=b"\x00\x00\x00\x00"):
         if not isinstance(operator, (bytes, bytearray)) or len(operator) != 4:
             raise ValueError("operator code must be 4 bytes")
@@ -189,7 +185,7 @@ class MeterSession:
         if len(rep) != 12:
             raise dlt645.LengthError("identity reply of %d bytes, want 12" % len(rep))
         r2 = rep[0:4]
-        self._ks = sm4.Cipher(self._km.encrypt(r1 + r2 + _not(r2)))
+        self._ks = sm4.Cipher(self._km.encrypt(r1 + r2 + common.inverted(r2)))
         self.esam_serial = rep[4:12]
         return self.esam_serial
 
@@ -209,12 +205,13 @@ class MeterSession:
         cust = rep[16:22]
         di = DI_READBACK.to_bytes(4, "little")
         ks = self._ks
-        if not (_same(ks.mac(r3 + di + bal), mac_b) and _same(ks.mac(r3 + di + cnt + cust), mac_c)):
+        if not (common.same(ks.mac(r3 + di + bal), mac_b)
+                and common.same(ks.mac(r3 + di + cnt + cust), mac_c)):
             self._drop()
             raise NotAuthenticated("meter %s: read-back MAC wrong, meter not authenticated"
                                    % self.address)
         try:
-            st = Status(_s32(bal), int.from_bytes(cnt, "little"), cust, rep[22:26])
+            st = Status(common.get_s32(bal), common.get_u32(cnt), cust, rep[22:26])
         except ValueError:
             self._drop()
             raise NotAuthenticated("meter %s: customer number is not BCD" % self.address)
@@ -224,77 +221,39 @@ class MeterSession:
     def topup_payload(self, amount, count, customer):
         """amount(4) || count(4) || MAC1 || customer(6) || MAC2 under the session key."""
         self._need_session()
-        ac = _u32(amount, "amount") + _u32(count, "purchase count")
-        cust = bcd.from_digits(customer) if isinstance(customer, str) else bytes(customer)
-        if len(cust) != 6:
-            raise ValueError("customer number must be 6 bytes")
+        ac = topup_fields(amount, count)
+        cust = customer_bytes(customer)
         di = DI_TOPUP.to_bytes(4, "little")
         return ac + self._ks.mac(di + ac) + cust + self._ks.mac(di + cust + ac)
 
-    async def top_up(self, amount, count, customer):
-        """Top-up (070102FF), sent once (never retried: after no reply or a
-        garbled one, ask the meter what happened, see credit()). Returns
-        CREDITED, or ALREADY when the meter holds this count already (the
-        credit is there)."""
+    async def send_top_up(self, amount, count, customer):
+        """Send the top-up frame (070102FF) once, never retried. Returns
+        None; raises the typed error of an SERR reply (RepeatTopUp too).
+        A good reply is no proof and neither is a refusal: only a
+        MAC-checked read_back() afterwards says whether the count landed.
+
+        Before the frame is written (nothing sent): NotAuthenticated without
+        a good read-back in this session, ValueError for bad arguments.
+        After it, every error means the outcome is unknown until read back,
+        and the next send needs a new read-back first."""
         self._need_session()
         if not self.verified:
             raise NotAuthenticated("meter %s: no good read-back in this session" % self.address)
         payload = self.topup_payload(amount, count, customer)
+        self.verified = False
         try:
             await self.call(DI_TOPUP, payload, retries=0)
-        except RepeatTopUp:
-            return ALREADY
-        except _OUTCOME_UNKNOWN:
+        except Exception:
             self._drop()  # the meter may still hold the session; we do not
             raise
-        return CREDITED
 
     async def end(self):
-        """End of session (070002FF). Best effort: the meter expires it anyway."""
+        """End of session (070002FF). Best effort, whatever goes wrong (a
+        closed bus too): the meter expires the session anyway."""
         if self._ks is None:
             return
         self._drop()
         try:
             await self.call(DI_END, b"")
-        except dlt645.DLTError:
+        except Exception:
             pass
-
-
-async def credit(client, address, meter_key, amount, count, customer, operator=b"\x00\x00\x00\x00"):
-    """Move `amount` fen as purchase `count` onto a meter, safely.
-    -> (CREDITED or ALREADY, Status before, Status after).
-
-    After no reply (or a garbled one) to the top-up frame the outcome is
-    learnt, never guessed:
-    a fresh authentication and read-back; if the count is there it landed
-    (CREDITED), if it is still count - 1 the frame was lost and is sent
-    once more in the new session (the count rule makes that safe).
-    Raises the typed errors above for real failures (CustomerMismatch is
-    raised before any top-up frame when the read-back shows another customer)."""
-    s = MeterSession(client, address, meter_key, operator)
-    await s.authenticate()
-    before = await s.read_back()
-    if before.customer != (customer if isinstance(customer, str) else bcd.to_digits(customer)):
-        await s.end()
-        raise CustomerMismatch(SERR_CUSTOMER)
-    for attempt in range(2):
-        try:
-            result = await s.top_up(amount, count, customer)
-            break
-        except _OUTCOME_UNKNOWN:
-            try:
-                await s.authenticate()
-                now = await s.read_back()
-            except dlt645.DLTError:
-                raise Unconfirmed("meter %s: no reply to the top-up and none after" % address)
-            if now.count == count:
-                result = CREDITED if before.count != count else ALREADY
-                break
-            if now.count != before.count or attempt:
-                raise Unconfirmed("meter %s: count %d after a lost top-up of count %d"
-                                  % (address, now.count, count))
-    if not s.active:  # "repeat top-up" was an SERR reply: it ended the session
-        await s.authenticate()
-    after = await s.read_back()
-    await s.end()
-    return result, before, after

@@ -10,3 +10,4 @@ from hypothesis import settings
 
 settings.register_profile("project", deadline=None)
 settings.load_profile("project")
+import mp_compat  # noqa: E402,F401 - MicroPython's asyncio/time extras on CPython (shim/mp_compat.py)

@@ -1,11 +1,14 @@
 """The firmware's meter client and RS-485 driver, under real MicroPython,
 over real byte streams (TCP and PTY) to the independent meter simulator."""
+import asyncio
 import json
 import os
 import subprocess
 
 import pytest
 
+import dlt645
+from meter import MeterClient
 from meter_sim_ctl import MeterSim
 from mp_runner import MICROPYTHON, MP_PATH, ROOT, run_mp_json
 
@@ -114,6 +117,26 @@ def test_read_address_point_to_point_and_collision():
         r = run_ops(sim, [["read_address"]])[0]
     assert "error" in r and r["error"] in ("ChecksumError", "FrameError", "EndByteError",
                                            "TruncatedError", "WrongAddress")
+
+
+class OneReply:
+    """A bus on which one meter answers read-address with `address`."""
+
+    def __init__(self, address):
+        self.raw = dlt645.encode(address, 0x93, dlt645.address_bytes(address))
+
+    async def transact(self, frame, decoder, timeout_ms):
+        return decoder.feed(self.raw)
+
+
+@pytest.mark.parametrize("address", ["999999999999", "AAAAAAAAAAAA", "AAAAAAAA0001",
+                                     "00000000001F"])
+def test_read_address_refuses_what_is_no_meters_address(address):
+    # Broadcast, wildcard, non-decimal: requests sent there would reach
+    # every meter or none, never this one.
+    with pytest.raises(dlt645.BadAddress):
+        asyncio.run(MeterClient(OneReply(address)).read_address())
+    assert asyncio.run(MeterClient(OneReply("000000000042")).read_address()) == "000000000042"
 
 
 def test_broadcast_time_sets_every_clock_without_reply():

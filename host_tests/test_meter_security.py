@@ -2,19 +2,23 @@
 real byte stream (TCP): the session, then every attack and fault, each
 checking the meter's own balance and count afterwards.
 
-CPython drives the firmware modules here (MeterClient, MeterSession) through
-a small asyncio TCP bus with the RS-485 driver's transact() contract; the
-full session also runs under MicroPython through the real driver
-(test_meter_security_mp.py)."""
+CPython drives the firmware modules (MeterClient, MeterSession, credit())
+through the real RS-485 driver (drivers/rs485.py) on a TCP UART stand-in
+(host_tests/shim/mp_compat.py); the session also runs under MicroPython
+(test_meter_security_mp.py). Attacks on the wire go through Mitm, a man in
+the middle between the terminal and the simulator."""
 import asyncio
 
 import pytest
 
 import dlt645
+import meter_credit as mc
 import meter_security as ms
 import sm4
 from meter import MeterClient
 from meter_sim_ctl import MeterSim
+from mp_compat import TcpUart
+from rs485 import RS485, BusClosed
 
 BAUD = 9600
 MK_M = bytes.fromhex("0123456789abcdeffedcba9876543210")
@@ -22,66 +26,126 @@ M1 = "000000000001"
 M2 = "000000000002"
 CUST1 = "100000000001"
 OP = bytes.fromhex("99000000")  # terminal 000000000099's low four bytes
+TOPUP = ms.DI_TOPUP.to_bytes(4, "little")
 
 
 def km(address, master=MK_M):
     return sm4.kdf(master, ms.dispersion(address))
 
 
-class TcpBus:
-    """transact(frame, decoder, timeout_ms) over asyncio streams, as drivers/rs485.py does it."""
+def is_topup(frame):
+    if isinstance(frame, (bytes, bytearray)):
+        frame = dlt645.decode(bytes(frame))
+    return frame.function == dlt645.CTRL_SECURITY and frame.data[0:4] == TOPUP
 
-    def __init__(self, spec):
-        _, host, port = spec.split(":")
-        self.host, self.port = host, int(port)
-        self.frames = []  # every request sent, for replay tests
 
-    async def open(self):
-        self.r, self.w = await asyncio.open_connection(self.host, self.port)
+class RecordingBus(RS485):
+    """The real driver, keeping every request it sends (for replay tests)."""
 
-    def close(self):
-        self.w.close()
-
-    async def send(self, frame):
-        self.w.write(frame)
-        await self.w.drain()
+    def __init__(self, uart):
+        # A 200-character inter-byte gap (about 0.2 s): the simulator is a
+        # process on a busy test machine, and a pause there is not the end
+        # of a reply (a board's 20 characters is for a real line).
+        super().__init__(uart, baudrate=BAUD, gap_chars=200)
+        self.uart = uart
+        self.frames = []
 
     async def transact(self, frame, decoder, timeout_ms):
-        while True:  # drop a late reply to an earlier request
-            try:
-                await asyncio.wait_for(self.r.read(512), 0.001)
-            except asyncio.TimeoutError:
-                break
         self.frames.append(bytes(frame))
-        await self.send(frame)
-        loop = asyncio.get_running_loop()
-        end = loop.time() + timeout_ms / 1000
+        return await super().transact(frame, decoder, timeout_ms)
+
+
+PASS, DROP, CLOSE, CUT = "pass", "drop", "close", "cut"
+
+
+class Mitm:
+    """A man in the middle on the wire between the terminal and the simulator.
+    request(frame) -> PASS; DROP (the meter never sees it); bytes (dropped,
+    and these answer it); CLOSE (passed on, then both links cut); CUT (both
+    links cut before it reaches the meter). reply(frame) -> PASS, DROP or
+    bytes (sent instead). Without a hook bytes flow untouched (garbled too)."""
+
+    def __init__(self, sim, request=None, reply=None):
+        self.sim, self.request, self.reply = sim, request, reply
+        self.writers = []
+
+    async def start(self):
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.spec = "tcp:127.0.0.1:%d" % self.server.sockets[0].getsockname()[1]
+
+    def close(self):
+        self.server.close()
+        for w in self.writers:
+            w.close()
+
+    async def _serve(self, tr, tw):
+        mr, mw = await asyncio.open_connection(self.sim.host, self.sim.port)
+        self.writers += [tw, mw]
+        back = asyncio.ensure_future(self._pipe(mr, tw, tw, self.reply))
+        try:
+            await self._pipe(tr, mw, tw, self.request)
+        except (asyncio.CancelledError, ConnectionError):
+            pass  # the test is over
+        finally:
+            back.cancel()
+            tw.close()
+            mw.close()
+
+    async def _pipe(self, src, dst, terminal, hook):
+        dec = dlt645.Decoder()
         while True:
-            left = end - loop.time()
-            if left <= 0:
-                return None
-            try:
-                chunk = await asyncio.wait_for(self.r.read(256), left)
-            except asyncio.TimeoutError:
-                return None
-            if not chunk:
-                return None
-            got = decoder.feed(chunk)
-            if got is not None:
-                return got
-            end = max(end, loop.time() + 0.2)  # bytes are flowing: inter-byte gap
+            data = await src.read(512)
+            if not data:
+                return
+            if hook is None:
+                dst.write(data)
+                continue
+            frame = dec.feed(data)
+            while frame is not None:
+                act = hook(frame)
+                if act in (PASS, CLOSE):
+                    dst.write(dlt645.encode(frame.address, frame.control, frame.data))
+                if act == CLOSE:
+                    await dst.drain()
+                    await asyncio.sleep(0.3)  # the meter acts on it
+                if act in (CLOSE, CUT):
+                    return
+                if isinstance(act, bytes):
+                    terminal.write(act)
+                frame = dec.feed()
 
 
-def run(sim, body):
-    """Run body(client, bus) as a coroutine against the simulator."""
+def forged(control, data):
+    return dlt645.encode(M1, control, data)
+
+
+DONE = forged(0x83, TOPUP)  # "credited", as the meter would answer
+REPEAT = forged(0xC3, bytes((ms.SERR_REPEAT, 0)))
+
+
+def run(sim, body, mitm=None):
+    """Run body(client, bus) as a coroutine against the simulator (through
+    mitm when given)."""
     async def main():
-        bus = TcpBus(sim.bus)
-        await bus.open()
+        spec = sim.bus
+        if mitm is not None:
+            await mitm.start()
+            spec = mitm.spec
+        bus = RecordingBus(TcpUart(spec, BAUD))
         try:
             return await body(MeterClient(bus), bus)
         finally:
-            bus.close()
+            bus.uart.close()
+            if mitm is not None:
+                mitm.close()
     return asyncio.run(main())
+
+
+def credit(amount, count, customer=CUST1, address=M1, **kw):
+    """A body running credit() with the test keys."""
+    async def body(client, bus):
+        return await mc.credit(client, address, km(address), amount, count, customer, **kw)
+    return body
 
 
 @pytest.fixture
@@ -95,6 +159,11 @@ def state(sim, address=M1):
     return m["balance"], m["count"]
 
 
+def topups_at_meter(sim):
+    """Top-up frames that reached the simulator."""
+    return [f for f in sim.control("log")["frames"] if is_topup(bytes.fromhex(f))]
+
+
 def session(client, address=M1, key=None):
     return ms.MeterSession(client, address, key or km(address), operator=OP)
 
@@ -104,25 +173,26 @@ def test_full_session(sim):
         s = session(client)
         serial = await s.authenticate()
         before = await s.read_back()
-        result = await s.top_up(10000, before.count + 1, before.customer)
+        assert await s.send_top_up(10000, before.count + 1, before.customer) is None
         after = await s.read_back()
         await s.end()
-        return serial, before, result, after
-    serial, before, result, after = run(sim, body)
+        return serial, before, after
+    serial, before, after = run(sim, body)
     assert len(serial) == 8
     assert (before.balance, before.count, before.customer) == (10000, 1, CUST1)
-    assert result == ms.CREDITED
     assert (after.balance, after.count) == (20000, 2)
     assert state(sim) == (20000, 2)
 
 
 def test_credit_flow_and_the_operator_code_on_the_wire(sim):
     async def body(client, bus):
-        r = await ms.credit(client, M1, km(M1), 2550, 2, CUST1, operator=OP)
+        r = await mc.credit(client, M1, km(M1), 2550, 2, CUST1, operator=OP)
         return r, bus.frames
-    (result, before, after), frames = run(sim, body)
-    assert result == ms.CREDITED and before.balance == 10000 and after.balance == 12550
+    c, frames = run(sim, body)
+    assert c.result == ms.CREDITED and c.before.balance == 10000
+    assert (c.after.balance, c.after.count) == (12550, 2)
     assert state(sim) == (12550, 2)
+    assert len([f for f in frames if is_topup(f)]) == 1
     for f in frames:
         d = dlt645.decode(f).data
         assert d[4:8] == OP
@@ -142,19 +212,121 @@ def test_negative_balance_is_signed(sim):
     assert run(sim, body) == [-350, -0x80000000]
 
 
-def test_repeat_top_up_is_already_not_a_failure(sim):
+def test_repeat_top_up_is_already_and_sends_nothing(sim):
     async def body(client, bus):
         s = session(client)
         await s.authenticate()
         await s.read_back()
-        first = await s.top_up(500, 2, CUST1)
+        await s.send_top_up(500, 2, CUST1)
         await s.authenticate()
         await s.read_back()
-        second = await s.top_up(500, 2, CUST1)
-        third = await ms.credit(client, M1, km(M1), 500, 2, CUST1)
-        return first, second, third[0]
-    assert run(sim, body) == (ms.CREDITED, ms.ALREADY, ms.ALREADY)
+        with pytest.raises(ms.RepeatTopUp):  # the meter's word, no proof
+            await s.send_top_up(500, 2, CUST1)
+        sent = len(bus.frames)
+        c = await mc.credit(client, M1, km(M1), 500, 2, CUST1)
+        return c, [f for f in bus.frames[sent:] if is_topup(f)]
+    c, topups = run(sim, body)
+    assert c.result == ms.ALREADY and c.after.count == 2 and c.after.balance == 10500
+    assert topups == []  # the MAC-checked read-back showed the count: nothing to send
     assert state(sim) == (10500, 2)
+
+
+# ---- a reply proves nothing: only a MAC-checked read-back decides -----------
+
+@pytest.mark.parametrize("answer", [DONE, REPEAT], ids=["83", "C3-repeat"])
+def test_a_forged_done_is_not_believed(sim, answer):
+    # Every top-up frame swallowed, "done" answered: the count never moves.
+    mitm = Mitm(sim, request=lambda f: answer if is_topup(f) else PASS)
+    with pytest.raises(mc.Unconfirmed) as e:
+        run(sim, credit(700, 2), mitm)
+    assert state(sim) == (10000, 1) and topups_at_meter(sim) == []
+    u = e.value
+    assert u.count == 2 and u.before.count == 1 and u.after.count == 1
+    assert isinstance(u, mc.TopUpSent) and not isinstance(u, dlt645.DLTError)
+
+
+@pytest.mark.parametrize("answer", [DONE, REPEAT], ids=["83", "C3-repeat"])
+def test_a_forged_done_once_then_the_resend_lands_once(sim, answer):
+    swallowed = []
+
+    def request(f):
+        if is_topup(f) and not swallowed:
+            swallowed.append(f)
+            return answer
+        return PASS
+    c = run(sim, credit(700, 2), Mitm(sim, request=request))
+    assert c.result == ms.CREDITED and c.after.count == 2
+    assert state(sim) == (10700, 2) and len(topups_at_meter(sim)) == 1
+
+
+def test_a_forged_refusal_is_checked_too(sim):
+    # The top-up lands; the meter's 83 is replaced by "over the hoarding limit".
+    over = forged(0xC3, bytes((ms.SERR_HOARD, 0)))
+    mitm = Mitm(sim, reply=lambda f: over if f.data[0:4] == TOPUP else PASS)
+    c = run(sim, credit(700, 2), mitm)
+    assert c.result == ms.CREDITED and (c.after.balance, c.after.count) == (10700, 2)
+    assert state(sim) == (10700, 2) and len(topups_at_meter(sim)) == 1
+
+
+# ---- after the top-up frame, any failure is Unconfirmed ----------------------
+
+def unconfirmed(sim, body, mitm=None):
+    with pytest.raises(mc.Unconfirmed) as e:
+        run(sim, body, mitm)
+    assert e.value.count == 2 and e.value.before.count == 1
+    assert not isinstance(e.value, dlt645.DLTError)
+    return e.value
+
+
+def test_bus_closed_after_the_top_up_is_unconfirmed(sim):
+    mitm = Mitm(sim, request=lambda f: CLOSE if is_topup(f) else PASS)
+    u = unconfirmed(sim, credit(700, 2), mitm)
+    assert u.after is None and u.cause is not None
+    assert state(sim) == (10700, 2)  # it did land: "unconfirmed" was right
+
+
+def test_bus_closed_before_the_top_up_is_bus_closed(sim):
+    mitm = Mitm(sim, request=lambda f: CUT)
+    with pytest.raises(BusClosed):
+        run(sim, credit(700, 2), mitm)
+    assert state(sim) == (10000, 1)
+
+
+def test_bad_read_back_mac_after_the_top_up_is_unconfirmed(sim):
+    def request(f):
+        if is_topup(f):
+            sim.fault(M1, "bad_readback_mac", times=-1)
+        return PASS
+    u = unconfirmed(sim, credit(700, 2), Mitm(sim, request=request))
+    assert isinstance(u.cause, ms.NotAuthenticated)
+    assert state(sim) == (10700, 2)
+
+
+def test_no_reply_after_the_top_up_and_none_after_is_unconfirmed(sim):
+    sent = []
+
+    def request(f):
+        sent.append(is_topup(f))
+        return PASS
+    mitm = Mitm(sim, request=request, reply=lambda f: DROP if any(sent) else PASS)
+    u = unconfirmed(sim, credit(700, 2), mitm)
+    assert isinstance(u.cause, dlt645.NoReply)
+    assert state(sim) == (10700, 2)
+
+
+def test_amount_zero_is_refused_before_anything_is_sent(sim):
+    async def body(client, bus):
+        with pytest.raises(ValueError):
+            await mc.credit(client, M1, km(M1), 0, 2, CUST1)
+        assert bus.frames == []  # not even an authentication
+        s = session(client)
+        await s.authenticate()
+        await s.read_back()
+        with pytest.raises(ValueError):
+            await s.send_top_up(0, 2, CUST1)
+        return [f for f in bus.frames if is_topup(f)]
+    assert run(sim, body) == []
+    assert state(sim) == (10000, 1)
 
 
 # ---- attacks: each must leave balance and count as they were ----------------
@@ -242,7 +414,8 @@ def test_forged_read_back_mac(sim):
             await s.read_back()
         finally:
             with pytest.raises(ms.NotAuthenticated):
-                await s.top_up(100, 2, CUST1)  # no credit without a good read-back
+                await s.send_top_up(100, 2, CUST1)  # no credit without a good read-back
+            assert not [f for f in bus.frames if is_topup(f)]
     e = expect(sim, body, ms.NotAuthenticated)
     assert "MAC" in str(e)
 
@@ -253,14 +426,25 @@ def test_top_up_needs_a_good_read_back_first(sim):
         with pytest.raises(ms.NotAuthenticated):
             await s.read_back()
         await s.authenticate()
-        await s.top_up(100, 2, CUST1)
+        await s.send_top_up(100, 2, CUST1)
     expect(sim, body, ms.NotAuthenticated)
+
+
+def test_one_top_up_frame_per_read_back(sim):
+    async def body(client, bus):
+        s = session(client)
+        await s.authenticate()
+        await s.read_back()
+        await s.send_top_up(100, 2, CUST1)
+        with pytest.raises(ms.NotAuthenticated):
+            await s.send_top_up(100, 3, CUST1)
+        return (await s.read_back()).count
+    assert run(sim, body) == 2 and state(sim) == (10100, 2)
 
 
 def _find_topup(frames):
     for f in frames:
-        d = dlt645.decode(f).data
-        if d[0:4] == ms.DI_TOPUP.to_bytes(4, "little"):
+        if is_topup(f):
             return f
     raise AssertionError("no top-up frame sent")
 
@@ -276,7 +460,7 @@ def test_replayed_top_up_frame_same_session_and_new_session(sim):
         s = session(client)
         await s.authenticate()
         await s.read_back()
-        assert await s.top_up(3000, 2, CUST1) == ms.CREDITED
+        await s.send_top_up(3000, 2, CUST1)
         # the frame as the simulator logged it off the wire
         frame = _find_topup(bytes.fromhex(x) for x in sim.control("log", n=10)["frames"])
         assert frame in _find_topup(bus.frames)
@@ -296,9 +480,19 @@ def test_count_plus_two(sim):
         s = session(client)
         await s.authenticate()
         st = await s.read_back()
-        await s.top_up(100, st.count + 2, CUST1)
+        await s.send_top_up(100, st.count + 2, CUST1)
     e = expect(sim, body, ms.CountError)
     assert e.serr == ms.SERR_COUNT
+
+
+def test_credit_refuses_a_count_the_meter_would_refuse_without_sending(sim):
+    async def body(client, bus):
+        try:
+            await mc.credit(client, M1, km(M1), 100, 3, CUST1)
+        finally:
+            assert not [f for f in bus.frames if is_topup(f)]
+    e = expect(sim, body, ms.CountError)
+    assert e.status.count == 1 and not isinstance(e, mc.TopUpSent)
 
 
 def test_customer_mismatch(sim):
@@ -306,32 +500,30 @@ def test_customer_mismatch(sim):
         s = session(client)
         await s.authenticate()
         await s.read_back()
-        await s.top_up(100, 2, "100000000002")
+        await s.send_top_up(100, 2, "100000000002")
     expect(sim, body, ms.CustomerMismatch)
 
     async def body2(client, bus):
-        await ms.credit(client, M1, km(M1), 100, 2, "100000000002")
-    expect(sim, body2, ms.CustomerMismatch)
+        try:
+            await mc.credit(client, M1, km(M1), 100, 2, "100000000002")
+        finally:
+            assert not [f for f in bus.frames if is_topup(f)]
+    e = expect(sim, body2, ms.CustomerMismatch)
+    assert e.status.customer == CUST1
 
 
-def test_account_not_opened(sim):
+def test_account_not_opened_is_a_confirmed_refusal(sim):
     sim.set(M1, opened=False)
-
-    async def body(client, bus):
-        await ms.credit(client, M1, km(M1), 100, 2, CUST1)
-    expect(sim, body, ms.NotOpened)
+    e = expect(sim, credit(100, 2), mc.Refused)
+    assert isinstance(e.reason, ms.NotOpened) and isinstance(e, mc.TopUpSent)
+    assert e.count == 2 and e.after.count == 1
 
 
 def test_hoarding_limit(sim):
     sim.set(M1, hoarding_limit=15000)
-
-    async def body(client, bus):
-        await ms.credit(client, M1, km(M1), 5001, 2, CUST1)
-    expect(sim, body, ms.OverLimit)
-
-    async def body2(client, bus):
-        return await ms.credit(client, M1, km(M1), 5000, 2, CUST1)
-    assert run(sim, body2)[0] == ms.CREDITED
+    e = expect(sim, credit(5001, 2), mc.Refused)
+    assert isinstance(e.reason, ms.OverLimit) and e.after.balance == 10000
+    assert run(sim, credit(5000, 2)).result == ms.CREDITED
     assert state(sim) == (15000, 2)
 
 
@@ -341,7 +533,7 @@ def test_expired_session(sim):
         await s.authenticate()
         await s.read_back()
         sim.control("expire_sessions")
-        await s.top_up(100, 2, CUST1)
+        await s.send_top_up(100, 2, CUST1)
     expect(sim, body, ms.AuthFailed)
 
 
@@ -355,52 +547,35 @@ def test_sixteenth_failure_of_the_day(sim):
         await session(client).authenticate()  # right key, refused all day
     expect(sim, body, ms.AuthFailed)
     sim.control("new_day")
-
-    async def body2(client, bus):
-        return await ms.credit(client, M1, km(M1), 100, 2, CUST1)
-    assert run(sim, body2)[0] == ms.CREDITED
+    assert run(sim, credit(100, 2)).result == ms.CREDITED
 
 
 def test_no_reply_after_top_up_is_credited_once(sim):
     sim.fault(M1, "drop_reply_after_topup")
-
-    async def body(client, bus):
-        return await ms.credit(client, M1, km(M1), 700, 2, CUST1)
-    result, before, after = run(sim, body)
-    assert result == ms.CREDITED and after.count == 2 and after.balance == 10700
-    assert state(sim) == (10700, 2)
+    c = run(sim, credit(700, 2))
+    assert c.result == ms.CREDITED and c.after.count == 2 and c.after.balance == 10700
+    assert state(sim) == (10700, 2) and len(topups_at_meter(sim)) == 1
 
 
 @pytest.mark.parametrize("kind", ["truncated", "bad_checksum"])
 def test_garbled_reply_to_the_top_up_is_checked_not_resent(sim, kind):
-    class ArmingBus(TcpBus):
-        """Arms the simulator fault just before each top-up frame goes out."""
+    def arm(f):  # the simulator's fault, armed just before each top-up frame
+        if is_topup(f):
+            sim.fault(M1, kind)
+        return PASS
 
-        async def transact(self, frame, decoder, timeout_ms):
-            if dlt645.decode(frame).data[0:4] == ms.DI_TOPUP.to_bytes(4, "little"):
-                sim.fault(M1, kind)
-            return await TcpBus.transact(self, frame, decoder, timeout_ms)
-
-    async def main():
-        bus = ArmingBus(sim.bus)
-        await bus.open()
-        client = MeterClient(bus)
-        try:
-            s = session(client)
-            await s.authenticate()
-            await s.read_back()
-            with pytest.raises(dlt645.FrameError):
-                await s.top_up(700, 2, CUST1)
-            assert not s.active
-            r = await ms.credit(client, M1, km(M1), 300, 3, CUST1)
-            return r, bus.frames
-        finally:
-            bus.close()
-    (result, before, after), frames = asyncio.run(main())
-    assert result == ms.CREDITED and (before.count, after.count) == (2, 3)
+    async def body(client, bus):
+        s = session(client)
+        await s.authenticate()
+        await s.read_back()
+        with pytest.raises(dlt645.FrameError):
+            await s.send_top_up(700, 2, CUST1)
+        assert not s.active
+        return await mc.credit(client, M1, km(M1), 300, 3, CUST1), bus.frames
+    c, frames = run(sim, body, Mitm(sim, request=arm))
+    assert c.result == ms.CREDITED and (c.before.count, c.after.count) == (2, 3)
     assert state(sim) == (11000, 3)
-    topups = [f for f in frames if dlt645.decode(f).data[0:4] == ms.DI_TOPUP.to_bytes(4, "little")]
-    assert len(topups) == 2  # one each, never resent
+    assert len([f for f in frames if is_topup(f)]) == 2  # one each, never resent
 
 
 def test_no_reply_raises_at_session_level_and_is_never_resent(sim):
@@ -411,35 +586,23 @@ def test_no_reply_raises_at_session_level_and_is_never_resent(sim):
         await s.authenticate()
         await s.read_back()
         with pytest.raises(dlt645.NoReply):
-            await s.top_up(700, 2, CUST1)
-        sent = [f for f in bus.frames if dlt645.decode(f).data[0:4] == ms.DI_TOPUP.to_bytes(4, "little")]
-        return len(sent)
+            await s.send_top_up(700, 2, CUST1)
+        return len([f for f in bus.frames if is_topup(f)])
     assert run(sim, body) == 1
     assert state(sim) == (10700, 2)
 
 
 def test_lost_top_up_frame_is_sent_again_after_the_read_back_shows_nothing_landed(sim):
-    class LosingBus(TcpBus):
-        """Drops the first top-up frame on the floor (never reaches the meter)."""
-        lost = False
+    lost = []
 
-        async def transact(self, frame, decoder, timeout_ms):
-            if not self.lost and dlt645.decode(frame).data[0:4] == ms.DI_TOPUP.to_bytes(4, "little"):
-                self.lost = True
-                self.frames.append(bytes(frame))
-                await asyncio.sleep(timeout_ms / 1000)
-                return None
-            return await TcpBus.transact(self, frame, decoder, timeout_ms)
-
-    async def main():
-        bus = LosingBus(sim.bus)
-        await bus.open()
-        try:
-            return await ms.credit(MeterClient(bus), M1, km(M1), 700, 2, CUST1)
-        finally:
-            bus.close()
-    result, before, after = asyncio.run(main())
-    assert result == ms.CREDITED and state(sim) == (10700, 2)
+    def request(f):  # the first top-up frame never reaches the meter
+        if is_topup(f) and not lost:
+            lost.append(f)
+            return DROP
+        return PASS
+    c = run(sim, credit(700, 2), Mitm(sim, request=request))
+    assert c.result == ms.CREDITED and state(sim) == (10700, 2)
+    assert len(topups_at_meter(sim)) == 1
 
 
 def test_typed_errors_for_every_serr_bit():
@@ -465,7 +628,7 @@ def test_bad_inputs():
         ms.MeterSession(None, M1, km(M1), operator=b"\0\0\0")
     with pytest.raises(ValueError):
         ms.MeterSession(None, M1, b"short")
+    for amount, count in ((0, 2), (True, 2)):  # 0 would use up a purchase count
+        with pytest.raises(ValueError):
+            s.topup_payload(amount, count, CUST1)
     assert ms.dispersion(M1).hex() == "0100000000000000"
-    assert ms._s32(bytes.fromhex("ffffffff")) == -1
-    assert ms._s32(bytes.fromhex("ffffff7f")) == 0x7FFFFFFF
-    assert ms._s32(bytes.fromhex("00000080")) == -0x80000000
