@@ -105,6 +105,7 @@ class App:
         self.meters = list(config.get("meters") or ())
         self.status = {}  # meter number -> last poll (dict) or error text
         self.bus_owner = asyncio.Lock()
+        self._poll_now = asyncio.Event()
         display = None if config.get("once") else board.display(config)
         self.ui = None
         if display is not None:
@@ -161,7 +162,15 @@ class App:
     async def poller(self):
         while True:
             await self.poll_once()
-            await asyncio.sleep(self.config.get("interval", 5))
+            self._poll_now.clear()
+            try:
+                await asyncio.wait_for(self._poll_now.wait(), self.config.get("interval", 5))
+            except asyncio.TimeoutError:
+                pass
+
+    def poll_soon(self):
+        """A top-up moved a balance: show it without waiting for the interval."""
+        self._poll_now.set()
 
     def table(self):
         lines = ["meter         balance/yuan  count  relay"]
@@ -186,6 +195,7 @@ class App:
             except Exception as e:  # noqa: BLE001 - a card must never stop the slot
                 self.log("card: error %s %s" % (type(e).__name__, e))
             finally:
+                self.poll_soon()
                 await slot.release(reader)
                 if self.ui is not None:
                     self.ui.idle()

@@ -9,6 +9,7 @@ import card_files as cf
 import card_reader
 import dlt645
 import meter_security as ms
+import recovery
 import user_card
 
 _TABLE = (
@@ -29,6 +30,7 @@ _TABLE = (
     (ms.CustomerMismatch, "card_mismatch"),
     (ms.CountError, "count_error"),
     (ms.OverLimit, "hoarding_limit"),
+    (recovery.MeterMoved, "meter_replaced"),  # its count went back: not our meter
     (dlt645.DLTError, "meter_no_answer"),
 )
 

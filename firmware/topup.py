@@ -69,6 +69,9 @@ async def serve(app, reader):
     if key != keypad.OK:
         log("card: not confirmed (%s)" % key)
         return await _done(app, reader, "cancelled")
+    log("card: confirmed")
+    if app.client is None:  # a terminal with no meter bus sells nothing
+        return await _refuse(app, reader, "out_of_service")
 
     # 5. The meter session. The bus is ours from its first frame to its
     #    last; what the resident sees comes after it is released.

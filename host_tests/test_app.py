@@ -8,7 +8,7 @@ from mp_runner import ROOT, run_mp_json
 
 
 def test_keys_language_and_refusals_at_read_time():
-    got = run_mp_json("host_tests/mp/app_flow.py", heap="256k")
+    got = run_mp_json("host_tests/mp/app_flow.py", heap="512k")  # 128 KB of it is "flash"
     assert got["about"] and got["about_back"]  # idle: OK shows the version page
     assert got["asked"] and got["still_asking"]
     assert got["lang_redraw"]  # the question redrawn in English, still up

@@ -41,6 +41,9 @@ class Board:
     def keys(self, config):
         return None
 
+    def storage(self, config):
+        return None
+
     def clock(self):
         return (2026, 11, 29, 20, 0, 0, 0, 0)
 

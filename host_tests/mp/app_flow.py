@@ -85,6 +85,12 @@ class Board:
     def keys(self, config):
         return self.queue
 
+    def storage(self, config):
+        import flash
+        import storage
+        storage.mount(flash.RAMBlockDev(4096, 32), "/t")
+        return "/t"
+
     def clock(self):
         return (2026, 11, 29, 20, 0, 0, 0, 0)
 
@@ -107,7 +113,8 @@ async def until(cond, ms=3000):
 async def main():
     user_card.UserCard = FakeCard
     b = Board()
-    a = app.App(b, {"meters": ["000000000001"], "keystore": None})
+    a = app.App(b, {"meters": ["000000000001"], "keystore": None,
+                    "seed": [{"address": "000000000001", "customer": "100000000001"}]})
     await a.start()
     out = {}
     ui = a.ui
