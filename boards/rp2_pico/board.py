@@ -101,6 +101,12 @@ def keys(config=None):
     return pad.queue
 
 
+def storage(config=None):
+    """The rp2 port mounts littlefs on the on-board flash at / when it
+    boots (progsize 256, the NOR page): records and journal live there."""
+    return ""
+
+
 def clock():
     import time
     return time.localtime()

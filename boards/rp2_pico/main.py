@@ -3,6 +3,8 @@ board runs (firmware/app.py), with its configuration from flash.
 
 /keys/keystore.bin   the provisioned key store (tools/make_keystore.py)
 /config/meters.json  the meters this terminal manages, as on the unix board
+                     (address, meter_number, customer, state): it seeds the
+                     records on first boot, never overwriting one
 """
 import json
 
@@ -26,11 +28,13 @@ def main():
     try:
         keys = KeyStore.load(KEYSTORE)
         with open(METERS) as f:
-            meters = [m["address"] for m in json.load(f)]
+            seed = json.load(f)
+        meters = [m["address"] for m in seed]
     except (KeyStoreError, OSError, ValueError, KeyError, TypeError) as e:
         out_of_service("cannot start: %s" % e)
         return
-    app.run(board, {"keystore": keys, "meters": meters, "interval": 5, "lang": "zh"})
+    app.run(board, {"keystore": keys, "meters": meters, "seed": seed, "interval": 5,
+                    "lang": "zh"})
 
 
 main()
