@@ -35,5 +35,6 @@ def test_both_boards_run_the_same_app():
     # every board's pin map offers the functions the app asks for
     for b in ("unix", "rp2_pico"):
         src = open(os.path.join(ROOT, "boards", b, "board.py")).read()
-        for fn in ("bus", "card_slot", "display", "keys", "clock", "report", "close"):
+        for fn in ("bus", "card_slot", "display", "keys", "storage", "clock", "report",
+                   "close"):
             assert "\ndef %s(" % fn in src, (b, fn)
