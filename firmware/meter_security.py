@@ -148,7 +148,7 @@ class MeterSession:
         if not isinstance(operator, (bytes, bytearray)) or len(operator) != 4:
             raise ValueError("operator code must be 4 bytes")
         self.client = client
-        self.address = address
+        self.address = dlt645.check_meter_address(address)  # never a broadcast
         self.factor = dispersion(address)
         self.operator = bytes(operator)
         self._km = sm4.Cipher(meter_key)
@@ -254,6 +254,6 @@ class MeterSession:
             return
         self._drop()
         try:
-            await self.call(DI_END, b"")
-        except Exception:
+            await self.call(DI_END, b"", retries=0)
+        except Exception:  # noqa: BLE001 - best effort, see above
             pass

@@ -628,6 +628,9 @@ def test_bad_inputs():
         ms.MeterSession(None, M1, km(M1), operator=b"\0\0\0")
     with pytest.raises(ValueError):
         ms.MeterSession(None, M1, b"short")
+    for address in ("999999999999", "AAAAAAAAAAAA", "00000000000A"):
+        with pytest.raises(dlt645.BadAddress):
+            ms.MeterSession(None, address, km(M1))
     for amount, count in ((0, 2), (True, 2)):  # 0 would use up a purchase count
         with pytest.raises(ValueError):
             s.topup_payload(amount, count, CUST1)
