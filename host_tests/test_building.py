@@ -6,6 +6,7 @@ import json
 import os
 import pty
 import select
+import signal
 import socket
 import struct
 import subprocess
@@ -260,6 +261,9 @@ class _Pty:
             left = deadline - time.monotonic()
             assert left > 0, "no %r in:\n%s" % (pattern, self.out[-3000:].decode(errors="replace"))
             r, _, _ = select.select([self.m], [], [], min(left, 1))
+            if not r and self.proc.poll() is not None:
+                raise AssertionError("building.py exited %d before %r:\n%s" % (
+                    self.proc.returncode, pattern, self.out[-3000:].decode(errors="replace")))
             if r:
                 try:
                     data = os.read(self.m, 65536)
@@ -294,6 +298,50 @@ def test_make_run_card_key_inserts_a_purchase_card(tmp_path):
         # The console left the cursor on the last line, with scrolling restored.
         t.out += _drain(t.m)
         assert b"\x1b[r\x1b[40;1H" in t.out
+    finally:
+        t.close()
+
+
+def _children(pid):
+    """Pids of the processes whose parent is pid."""
+    out = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
+                out.append(int(d))
+    return out
+
+
+def _gone(pids, timeout=30):
+    deadline = time.monotonic() + timeout
+    while any(os.path.exists("/proc/%d" % p) for p in pids):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def test_make_run_sigterm_restores_the_tty_and_stops_everything(tmp_path):
+    t = _Pty([sys.executable, os.path.join(ROOT, "tools", "building.py"),
+              "--slot", "127.0.0.1:%d" % free_port(), "--card-log", str(tmp_path / "c.log")],
+             cols=80, rows=24)
+    try:
+        t.wait_for(b"card keys insert cards")
+        os.write(t.m, b"p")
+        t.wait_for(b"card 1 in")
+        kids = _children(t.proc.pid)
+        assert len(kids) >= 2, kids  # the simulator, the terminal (and the card)
+        t.proc.send_signal(signal.SIGTERM)
+        assert t.proc.wait(60) == 143
+        assert termios.tcgetattr(t.s)[3] == t.before[3]
+        assert _gone(kids), [p for p in kids if os.path.exists("/proc/%d" % p)]
+        t.out += _drain(t.m)
+        assert t.out.endswith(b"\x1b[r\x1b[24;1H\x1b[K")  # scrolling back, prompt below
     finally:
         t.close()
 

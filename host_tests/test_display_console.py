@@ -95,22 +95,25 @@ def test_console_shows_the_panel_in_half_blocks():
 
 
 def test_console_compact_is_braille_in_66_columns():
-    d = console_display.ConsoleDisplay(out=_Out(), mode="compact")
+    d = console_display.ConsoleDisplay(out=_Out())
+    d.view.mode = "compact"
     d.fill(0)
     for x, y in ((0, 0), (0, 1), (0, 2), (0, 3), (1, 0), (1, 1), (1, 2), (1, 3)):
         d.pixel(x, y, 1)  # cell (0, 0): all eight dots
     d.pixel(2, 4, 1)  # cell (1, 1): dot 1
     d.pixel(127, 63, 1)  # last cell: dot 8
     d.show()
-    lines = d.console_lines()
+    lines = d.view.lines()
     assert len(lines) == 16 and {len(x) for x in lines} == {66}
     assert lines[0][1] == "\u28ff" and lines[1][2] == "\u2801" and lines[15][64] == "\u2880"
-    assert console_display.SIZES == {"full": (130, 34), "compact": (66, 16)}
+    import console_ui
+    assert console_ui.SIZES == {"full": (130, 34), "compact": (66, 16)}
 
 
 def test_console_draws_only_the_lines_that_changed():
     out = _Out()
-    d = console_display.ConsoleDisplay(out=out, mode="compact", top=1)
+    d = console_display.ConsoleDisplay(out=out)
+    d.view.mode = "compact"
     d.fill(0)
     d.show()
     assert len(_panel_writes(out)) == 16

@@ -24,10 +24,12 @@ runs as it is and this prints the card_sim command to use from a second shell.
 import json
 import os
 import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 
 import procs
 
@@ -306,11 +308,11 @@ def start_simulator(meters, baud):
     return sim, json.loads(line)
 
 
-def terminal_takes_hint():
-    """Whether terminal.py knows --hint (read from its usage text)."""
+def terminal_takes(option):
+    """Whether terminal.py knows `option` (read from its source)."""
     try:
         with open(TERMINAL) as f:
-            return '"--hint' in f.read()
+            return '"%s"' % option in f.read()
     except OSError:
         return False
 
@@ -348,6 +350,7 @@ def _on_pty(cmd, cards, hint_fallback):
     pending.append("building: card keys insert cards for meter %s (m: the next meter);"
                    " card_sim output in %s" % (m["address"], os.path.relpath(cards.log_path)))
     seen_output = False
+    lines_ok = False  # the console is laid out (or drew no panel): our lines can go in
     width = os.get_terminal_size(fout).columns
 
     def say(line):
@@ -356,7 +359,7 @@ def _on_pty(cmd, cards, hint_fallback):
     cards.say = say
 
     def flush():
-        while pending and track.at_rest and track.cleared:
+        while pending and track.at_rest and (lines_ok or track.cleared):
             os.write(fout, (pending.pop(0)[:max(width - 1, 10)] + "\r\n").encode())
 
     def on_winch(*_):
@@ -395,11 +398,13 @@ def _on_pty(cmd, cards, hint_fallback):
                 for k in ours:
                     cards.key(k)
             if master not in r and seen_output:  # the terminal is quiet
-                if not r and not track.cleared and child.poll() is None:
-                    track.cleared = True  # and drew no panel (too small): lines go in as they are
+                if not r:
+                    lines_ok = True  # even if it drew no panel (too small): lines as they are
                 flush()
         return child.wait()
     finally:
+        if track.cleared:  # whatever the terminal left undone: scrolling back, prompt below
+            os.write(fout, b"\x1b[r\x1b[%d;1H\x1b[K" % os.get_terminal_size(fout).lines)
         termios.tcsetattr(fin, termios.TCSADRAIN, saved)
         signal.signal(signal.SIGWINCH, old_winch)
         procs.stop(child)
@@ -421,11 +426,18 @@ def main(argv):
     baud = 2400
     sim, info = start_simulator(opts["meters"], baud)
     cards = None
+    state = None
     try:
         print("building: %d meters on %s (simulator control on %s)"
               % (len(meters), info["bus"], info["control"]), flush=True)
         slot = [] if "--once" in argv else ["--card-slot", "tcp:" + opts["slot"],
                                              "--keystore", dev_keystore()]
+        if slot and "--state" not in argv and terminal_takes("--state"):
+            # The terminal's flash, new each run: the simulated building starts
+            # afresh from the meters file every time too.
+            os.makedirs(os.path.join(ROOT, "build"), exist_ok=True)
+            state = tempfile.mkdtemp(prefix="terminal-state-", dir=os.path.join(ROOT, "build"))
+            slot += ["--state", state]
         cmd = [MICROPYTHON, TERMINAL, "--bus", info["bus"], "--meters", opts["meters"],
                "--baud", str(baud)] + slot + argv
         interactive = slot and sys.stdin.isatty() and sys.stdout.isatty()
@@ -441,7 +453,7 @@ def main(argv):
                 return 0
         cards = Cards(meters, info["control"], opts["slot"], opts["card-log"], None)
         hint_fallback = None
-        if terminal_takes_hint():
+        if terminal_takes("--hint"):
             cmd += ["--hint", HINT]
         else:
             hint_fallback = "building: " + HINT
@@ -452,6 +464,8 @@ def main(argv):
         if cards is not None:
             cards.close()
         procs.stop(sim)
+        if state:
+            shutil.rmtree(state, ignore_errors=True)
 
 
 if __name__ == "__main__":

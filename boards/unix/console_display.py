@@ -1,9 +1,6 @@
 """The unix board's display: the real ST7565 driver talking to an emulated
-panel, drawn on the console in one of two modes:
-
-  full     half blocks, 2 pixels a cell: 128x32 cells, 130x34 with its frame
-  compact  braille, 2x4 pixels a cell: 64x16 cells, 66x16 with side bars
-           (fits an 80x24 terminal)
+panel, which console_ui.PanelView draws on the console (imported only when
+drawing: this module stays small for the heap of a run without a screen).
 
 The console shows what the emulated panel's RAM holds, decoded from the
 SPI bytes the driver sent, so partial refresh is exercised end to end: a
@@ -14,17 +11,6 @@ import sys
 import st7565
 
 _COLS = 132  # the controller's RAM is 132 columns wide
-_HALF = (" ", "\u2580", "\u2584", "\u2588")  # none, upper, lower, both
-
-# Console cells each mode takes: (columns, lines), frame included.
-SIZES = {"full": (130, 34), "compact": (66, 16)}
-
-# Braille dots for a nibble of a page byte (4 pixels down one column):
-# left column dots 1 2 3 7, right column dots 4 5 6 8.
-_BR_L = bytes((b & 1) | (b & 2) | (b & 4) | (b & 8) << 3 for b in range(16))
-_BR_R = bytes((b & 7) << 3 | (b & 8) << 4 for b in range(16))
-
-
 class _Pin:
     def __init__(self, value=1):
         self.v = value
@@ -96,28 +82,26 @@ class Panel:
 
 
 class ConsoleDisplay(st7565.ST7565):
-    """An ST7565 whose bus ends in an emulated panel, drawn on `out` by show()
-    when `draw` is set (from line `top`, in `mode`), the cursor put back where
-    it was. Only the console lines that changed since the last drawing are
-    written. screenshot_dir: if set, every push also writes screen-NNNN.png
-    there."""
+    """An ST7565 whose bus ends in an emulated panel. Every push is drawn on
+    the console by `view` (a console_ui.PanelView, made here when `draw`)
+    and, with screenshot_dir, saved as screen-NNNN.png there."""
 
-    def __init__(self, out=None, screenshot_dir=None, draw=True, mode="full", top=1):
+    def __init__(self, out=None, screenshot_dir=None, draw=True):
         self.panel = Panel()
         self.out = out if out is not None else sys.stdout
         self.screenshot_dir = screenshot_dir
-        self.draw = draw
-        self.mode = mode
-        self.top = top
         self.shots = 0
-        self._drawn = None  # the console lines last written (None: redraw all)
+        self.view = None
+        if draw:
+            import console_ui
+            self.view = console_ui.PanelView(self.panel, self.out)
         p = self.panel
         super().__init__(p, p.dc, p.cs, p.rst)
 
     def show(self, full=False):
         n = super().show(full)
-        if self.draw:
-            self.draw_console()
+        if self.view is not None:
+            self.view.draw()
         if self.screenshot_dir:
             self.shots += 1
             self.screenshot("%s/screen-%04d.png" % (self.screenshot_dir, self.shots))
@@ -126,66 +110,3 @@ class ConsoleDisplay(st7565.ST7565):
     def screenshot(self, path):
         import png
         return png.write(path, self.panel, st7565.WIDTH, st7565.HEIGHT)
-
-    def console_lines(self, mode=None):
-        """The panel as text lines in `mode` (default: the display's)."""
-        if (mode or self.mode) == "compact":
-            return self._braille()
-        return self._half_blocks()
-
-    def _half_blocks(self):
-        p = self.panel
-        ram, off = p.ram, p.col_offset
-        w = st7565.WIDTH
-        out = ["\u250c" + "\u2500" * w + "\u2510"]
-        for row in range(st7565.HEIGHT // 2):
-            base = (row >> 2) * _COLS + off
-            shift = (row & 3) * 2
-            cells = []
-            for x in range(w):
-                cells.append(_HALF[(ram[base + x] >> shift) & 3] if p.on else " ")
-            out.append("\u2502" + "".join(cells) + "\u2502")
-        out.append("\u2514" + "\u2500" * w + "\u2518")
-        return out
-
-    def _braille(self):
-        p = self.panel
-        ram, off = p.ram, p.col_offset
-        out = []
-        for row in range(st7565.HEIGHT // 4):
-            base = (row >> 1) * _COLS + off
-            shift = (row & 1) * 4
-            cells = []
-            for x in range(0, st7565.WIDTH, 2):
-                if p.on:
-                    dots = (_BR_L[(ram[base + x] >> shift) & 15]
-                            | _BR_R[(ram[base + x + 1] >> shift) & 15])
-                else:
-                    dots = 0
-                cells.append(chr(0x2800 + dots))
-            out.append("\u2502" + "".join(cells) + "\u2502")
-        return out
-
-    def redraw(self):
-        """Forget what the console shows: the next drawing writes every line."""
-        self._drawn = None
-
-    def draw_console(self):
-        """Write the lines that changed, each at its place, one at a time
-        (one 13 KB string would not fit a small heap); the cursor is saved
-        and restored around it so text below the panel goes on where it was."""
-        lines = self.console_lines()
-        old = self._drawn
-        w = self.out.write
-        wrote = False
-        for i, line in enumerate(lines):
-            if old is not None and old[i] == line:
-                continue
-            if not wrote:
-                w("\x1b7")
-                wrote = True
-            w("\x1b[%d;1H" % (self.top + i))
-            w(line)
-        if wrote:
-            w("\x1b8")
-        self._drawn = lines

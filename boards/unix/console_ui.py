@@ -19,9 +19,92 @@ import sys
 # The display modules are imported only when a console is made: the glyphs
 # and the catalogue cost heap a terminal run without a screen should not pay.
 
+# Console cells each panel mode takes: (columns, lines), frame included.
+SIZES = {"full": (130, 34), "compact": (66, 16)}
+_RAM_COLS = 132  # the controller's RAM is 132 columns wide
+_HALF = (" ", "\u2580", "\u2584", "\u2588")  # none, upper, lower, both
+# Braille dots for a nibble of a page byte (4 pixels down one column):
+# left column dots 1 2 3 7, right column dots 4 5 6 8.
+_BR_L = b"\x00\x01\x02\x03\x04\x05\x06\x07\x40\x41\x42\x43\x44\x45\x46\x47"
+_BR_R = b"\x00\x08\x10\x18\x20\x28\x30\x38\x80\x88\x90\x98\xa0\xa8\xb0\xb8"
 _LOG_MIN = 3  # log lines kept free under the table (the last one is the cursor's)
 _ROOM_FULL = 8  # lines a full-size panel leaves for the hint, table and log
 _KEEP = 64  # log lines remembered, to redraw the log when the table grows
+
+
+class PanelView:
+    """The emulated panel's RAM (console_display.Panel) as console text:
+
+      full     half blocks, 2 pixels a cell: 128x32 cells, 130x34 with a frame
+      compact  braille, 2x4 pixels a cell: 64x16 cells, 66x16 with side bars
+
+    draw() writes the lines that changed since the last drawing, each at its
+    place from line `top`, and puts the cursor back where it was."""
+
+    def __init__(self, panel, out, mode="full", top=1):
+        self.panel = panel
+        self.out = out
+        self.mode = mode
+        self.top = top
+        self._drawn = None  # the lines last written (None: all to write)
+
+    def lines(self, mode=None):
+        if (mode or self.mode) == "compact":
+            return self._braille()
+        return self._half_blocks()
+
+    def _half_blocks(self):
+        p = self.panel
+        ram, off = p.ram, p.col_offset
+        out = ["\u250c" + "\u2500" * 128 + "\u2510"]
+        for row in range(32):
+            base = (row >> 2) * _RAM_COLS + off
+            shift = (row & 3) * 2
+            cells = []
+            for x in range(128):
+                cells.append(_HALF[(ram[base + x] >> shift) & 3] if p.on else " ")
+            out.append("\u2502" + "".join(cells) + "\u2502")
+        out.append("\u2514" + "\u2500" * 128 + "\u2518")
+        return out
+
+    def _braille(self):
+        p = self.panel
+        ram, off = p.ram, p.col_offset
+        out = []
+        for row in range(16):
+            base = (row >> 1) * _RAM_COLS + off
+            shift = (row & 1) * 4
+            cells = []
+            for x in range(0, 128, 2):
+                dots = 0
+                if p.on:
+                    dots = (_BR_L[(ram[base + x] >> shift) & 15]
+                            | _BR_R[(ram[base + x + 1] >> shift) & 15])
+                cells.append(chr(0x2800 + dots))
+            out.append("\u2502" + "".join(cells) + "\u2502")
+        return out
+
+    def redraw(self):
+        """Forget what the console shows: the next draw() writes every line."""
+        self._drawn = None
+
+    def draw(self):
+        # Line by line: one 13 KB string would not fit a small heap.
+        lines = self.lines()
+        old = self._drawn
+        w = self.out.write
+        wrote = False
+        for i, line in enumerate(lines):
+            if old is not None and old[i] == line:
+                continue
+            if not wrote:
+                w("\x1b7")
+                wrote = True
+            w("\x1b[%d;1H" % (self.top + i))
+            w(line)
+        if wrote:
+            w("\x1b8")
+        self._drawn = lines
 
 
 def is_tty(fd=1):
@@ -60,9 +143,8 @@ def terminal_size():
 
 def pick_mode(cols, rows):
     """The panel mode for a terminal of cols x rows, or None: too small."""
-    import console_display
-    fw, fh = console_display.SIZES["full"]
-    cw, ch = console_display.SIZES["compact"]
+    fw, fh = SIZES["full"]
+    cw, ch = SIZES["compact"]
     if cols >= fw and rows >= fh + _ROOM_FULL:
         return "full"
     if cols >= cw and rows >= ch + 1 + _LOG_MIN:
@@ -71,9 +153,8 @@ def pick_mode(cols, rows):
 
 
 def too_small(cols, rows):
-    import console_display
-    fw, fh = console_display.SIZES["full"]
-    cw, ch = console_display.SIZES["compact"]
+    fw, fh = SIZES["full"]
+    cw, ch = SIZES["compact"]
     return ("terminal: panel off: this terminal is %dx%d, the panel needs %dx%d "
             "(%dx%d full size); --screenshot DIR saves every screen as PNG"
             % (cols, rows, cw, ch + 1 + _LOG_MIN, fw, fh + _ROOM_FULL))
@@ -105,6 +186,7 @@ class Console:
         self.mode = None
         self.display = console_display.ConsoleDisplay(
             out=self.out, screenshot_dir=screenshot_dir, draw=False)
+        self.view = PanelView(self.display.panel, self.out)
         self.keys = keypad.KeyQueue()
         self.console_keys = console_keys.ConsoleKeys(self.keys)
         self._hint = ""
@@ -119,8 +201,7 @@ class Console:
 
     def _rows(self):
         """(panel lines, first table line, first log line, last line)."""
-        import console_display
-        p = console_display.SIZES[self.mode][1]
+        p = SIZES[self.mode][1]
         return p, p + 2, p + 2 + self._table_rows, self.size[1]
 
     def _table_max(self):
@@ -156,11 +237,10 @@ class Console:
         if self.drawing:
             self.out.write("\x1b[2J")
             self._layout()
-            self.display.mode = self.mode
-            self.display.top = 1
-            self.display.redraw()
-            self.display.draw = True
-            self.display.draw_console()  # what the panel holds now
+            self.view.mode = self.mode
+            self.view.redraw()
+            self.display.view = self.view
+            self.view.draw()  # what the panel holds now
             self._draw_hint()
         elif self._hint:
             self.out.write(self._hint + "\n")
@@ -242,7 +322,7 @@ class Console:
         self._tasks = []
         self.console_keys.restore()
         if self.drawing and self._started:
-            self.display.draw = False
+            self.display.view = None
             self.out.write("\x1b[r\x1b[%d;1H\x1b[K" % self.size[1])
         self.drawing = False
 
