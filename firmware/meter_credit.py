@@ -23,7 +23,7 @@ What an exception from credit() means is told by its type:
   arguments, amount 0), AuthFailed, NotAuthenticated, CustomerMismatch and
   CountError (both with .status, the read-back that showed it; the count
   must be the meter's + 1), NoReply and other dlt645.DLTErrors,
-  rs485.BusClosed, ...
+  rs485.BusClosed, whatever before_send raised, ...
 
 Unconfirmed and Refused are both TopUpSent.
 """

@@ -231,6 +231,30 @@ def test_repeat_top_up_is_already_and_sends_nothing(sim):
     assert state(sim) == (10500, 2)
 
 
+def test_before_send_runs_once_just_before_the_frame_and_can_stop_it(sim):
+    seen, buses = [], []
+
+    class Full(Exception):
+        pass
+
+    def journal_full(before):
+        seen.append((before.count, len(buses[0].frames)))
+        raise Full
+
+    async def body(client, bus):
+        buses.append(bus)
+        with pytest.raises(Full):  # nothing sent: its exception, not a TopUpSent
+            await mc.credit(client, M1, km(M1), 700, 2, CUST1, before_send=journal_full)
+        stopped = [f for f in bus.frames if is_topup(f)]
+        await mc.credit(client, M1, km(M1), 700, 2, CUST1, before_send=seen.append)
+        await mc.credit(client, M1, km(M1), 700, 2, CUST1, before_send=seen.append)  # ALREADY
+        return stopped
+    assert run(sim, body) == []
+    assert seen[0] == (1, 2)  # after authentication and read-back, before the top-up
+    assert len(seen) == 2 and seen[1].count == 1  # not called for ALREADY
+    assert state(sim) == (10700, 2)
+
+
 # ---- a reply proves nothing: only a MAC-checked read-back decides -----------
 
 @pytest.mark.parametrize("answer", [DONE, REPEAT], ids=["83", "C3-repeat"])
