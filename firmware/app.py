@@ -203,8 +203,9 @@ class App:
     async def ask(self, name, accept, timeout_ms, **fields):
         """A question on the screen; auto_ok answers OK at once."""
         if self.config.get("auto_ok") or self.ui is None:
-            if self.ui is not None:
+            if self.ui is not None:  # shown, then answered, as a resident would
                 self.ui.show(name, **fields)
+                await self.ui.drawn()
             return keypad.OK
         return await self.ui.ask(name, accept, timeout_ms, **fields)
 

@@ -173,9 +173,10 @@ async def _write_back(app, card, reader, status, result, entry, screen, **fields
     """The meter's answer onto the card's return file (返写), then the
     journal's "done". A card pulled first keeps the credit on the meter;
     the return file is written when the card comes back."""
+    t = app.board.clock()
     try:
-        await card.write_return(status.balance, status.count, result,
-                                app.terminal_id, tuple(app.board.clock()[0:5]))
+        await card.write_return(status.balance, status.count, result, app.terminal_id,
+                                (t[0] % 100, t[1], t[2], t[3], t[4]))
     except CardRemoved:
         app.log("card: removed before the write-back")
         if entry is not None:
@@ -193,10 +194,10 @@ async def _write_back(app, card, reader, status, result, entry, screen, **fields
 
 
 async def _pulled(app):
-    app.log("card: removed")
     app.show("card_pulled")
     await app.drawn()
     await _sleep_ms(_PULLED_MS)
+    app.log("card: removed")
 
 
 async def _refuse(app, reader, screen, error=None):

@@ -79,6 +79,7 @@ def test_each_card_gets_its_screen(tmp_path):
         t0 = card_sim.T0Sim("127.0.0.1", port, make_card())
         t0.insert(pull_after=40)  # pulled in the middle of reading
         said.wait("card: removed", 4)  # after "put the card back" has been up 3 s
+        said.wait("screen: idle", 5)  # drawn (and saved) after the last card
         meter = sim.meter(METER)
     finally:
         proc.terminate()
@@ -97,7 +98,7 @@ def test_each_card_gets_its_screen(tmp_path):
             expected("card_pulled")]
     # After every "reading" comes the card's own screen, in order...
     after_reading = [pngs[i + 1] for i in range(len(pngs) - 1) if pngs[i] == reading]
-    assert after_reading == want, (len(pngs), out)
+    assert after_reading == want, (len(pngs), [l for l in out.splitlines() if "screen" in l])
     # ...and the purchase goes on to the outcome with the meter's new balance.
     i = pngs.index(want[0])
     assert expected("success", amount=12345, balance=5000 + 12345) in pngs[i:i + 4], out
