@@ -1,0 +1,82 @@
+"""Issue 10, card pulls: the card pulled at every byte of the conversation
+after the meter session (the write-back: the credit is on the meter, the
+card not told yet) and at every command of the read, then re-inserted: the
+purchase lands exactly once and the return file ends up right."""
+import pytest
+
+import card_model
+from topup_ctl import Rig, build_mpy, meter_state
+
+METER = "000000000001"
+
+
+@pytest.fixture(scope="module")
+def mpy(tmp_path_factory):
+    return build_mpy(str(tmp_path_factory.mktemp("mpy")))
+
+
+class Marked(card_model.Card):
+    """A card noting the wire position at which it executes each command:
+    its effect happens there, before its answer leaves."""
+
+    sim = None
+
+    def apdu(self, cmd):
+        self.at.append((self.sim.wire.count, bytes(cmd[:2]).hex()))
+        return super().apdu(cmd)
+
+
+def _marked(p):
+    c = p.card
+    p.card = Marked(c.serial, c._key, dict(c.files), c.atr)
+    p.card.at = []
+    return p.card
+
+
+def _prepare(rig):
+    rig.boot()
+    p = rig.sell(METER)
+    rig.session(p)
+    rig.check()
+    rig.term.cmd("halt")
+    st = rig.sim.meter(METER)
+    return rig.snapshot("prepared.img"), p.serial, (st["balance"], st["count"])
+
+
+def _one(rig, image, serial, start, pull_after):
+    """A second purchase on the known card, pulled after `pull_after` bytes,
+    then re-inserted until settled. -> (logs of the pulled session, card)."""
+    rig.restore(image)
+    rig.sim.set(METER, balance=start[0], count=start[1])
+    rig.initial[METER] = start
+    rig.sold[METER] = []
+    p = rig.sell(METER, serial=serial)
+    card = _marked(p)
+    rig.boot()
+    logs = rig.session(p, pull_after=pull_after)
+    rig.settle_card(p)
+    rig.check()
+    return logs, card
+
+
+def test_card_pulled_at_every_byte_then_reinserted(mpy):
+    with Rig([meter_state(METER)], mpy=mpy) as rig:
+        image, serial, start = _prepare(rig)
+        logs, card = _one(rig, image, serial, start, None)
+        total = rig.last_sim.wire.count
+        cmds = card.at  # [(wire position, "CLA INS")] of the clean conversation
+        assert [c for _, c in cmds][-2:] == ["0084", "04d6"], cmds  # challenge, write-back
+        challenge = cmds[-2][0] - 5  # its header's first byte
+        # every byte from the write-back's challenge to the end; in the read
+        # (nothing sent to a meter yet, and 3 s of "card pulled" each), the
+        # ATR, and each command's last byte in and first byte out
+        points = sorted({3} | {q for q, _ in cmds[:-2]} | {q + 1 for q, _ in cmds[:-2]}
+                        | set(range(challenge, total)))
+        pulled = 0
+        for n in points:
+            logs, _ = _one(rig, image, serial, start, n)
+            pulled += "card: removed before the write-back" in logs or "screen: card_pulled" \
+                in logs or any(line.startswith("card: refused") for line in logs)
+        print("card conversation %d bytes, %d commands; pulled at %d positions"
+              % (total, len(cmds), len(points)))
+        assert pulled == len(points)
