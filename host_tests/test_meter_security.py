@@ -338,6 +338,27 @@ def test_no_reply_after_the_top_up_and_none_after_is_unconfirmed(sim):
     assert state(sim) == (10700, 2)
 
 
+@pytest.mark.parametrize("fault, exc", [("wrong_key", ms.AuthFailed),
+                                        ("bad_readback_mac", ms.NotAuthenticated),
+                                        ("no_reply", dlt645.NoReply)])
+def test_failures_before_the_top_up_keep_their_type_and_send_nothing(sim, fault, exc):
+    key = km(M1)
+    if fault == "wrong_key":
+        key = km(M1, bytes(range(16)))
+    else:
+        sim.fault(M1, fault, times=-1)
+
+    async def body(client, bus):
+        try:
+            await mc.credit(client, M1, key, 700, 2, CUST1)
+        finally:
+            assert not [f for f in bus.frames if is_topup(f)]
+    with pytest.raises(exc) as e:
+        run(sim, body)
+    assert not isinstance(e.value, mc.TopUpSent)
+    assert state(sim) == (10000, 1)
+
+
 def test_amount_zero_is_refused_before_anything_is_sent(sim):
     async def body(client, bus):
         with pytest.raises(ValueError):
