@@ -172,8 +172,8 @@ def fit(text, width):
 
 class Console:
     """The panel (`display`), keys (`keys`), hint, table and log on the
-    console. draw=False: nothing is laid out; table and log are printed as
-    they come (screenshots still work). size=(columns, lines): for tests;
+    console. draw=False: nothing is laid out, stdin is left alone; table
+    and log are printed as they come (screenshots still work). size=(columns, lines): for tests;
     by default the terminal's size, asked at start()."""
 
     def __init__(self, draw=True, screenshot_dir=None, out=None, size=None):
@@ -182,6 +182,7 @@ class Console:
         import keypad
         self.out = out if out is not None else sys.stdout
         self.drawing = draw
+        self._read_keys = draw  # stdin is the console's only when it is drawn on
         self.size = size
         self.mode = None
         self.display = console_display.ConsoleDisplay(
@@ -223,7 +224,8 @@ class Console:
         w("\x1b[%d;1H" % last)
 
     def start(self):
-        """Lay out the console (when drawing), raw keys, start the key task."""
+        """Lay out the console (when drawing); keys from stdin in raw mode when
+        asked to draw (even if the terminal turns out too small for the panel)."""
         if self._started:
             return self
         self._started = True
@@ -244,10 +246,11 @@ class Console:
             self._draw_hint()
         elif self._hint:
             self.out.write(self._hint + "\n")
-        self.console_keys.raw_mode()
+        if self._read_keys:  # (also when the panel is off for a small terminal)
+            self.console_keys.raw_mode()
+            self._tasks.append(asyncio.create_task(self.console_keys.run()))
         if hasattr(sys, "atexit"):
             sys.atexit(self.close)
-        self._tasks.append(asyncio.create_task(self.console_keys.run()))
         return self
 
     # -- the three text areas ---------------------------------------------
