@@ -62,6 +62,7 @@ def decode(di, value):
 
 
 def hundredths(n):
-    """12345 -> '123.45', -5 -> '-0.05': money and energy for people
-    (kept for the unix board's screen; common.money is the one place)."""
+    """12345 -> '123.45', -5 -> '-0.05'. The old name, kept while a caller
+    outside this module's owner uses it (test_dlt645); new code calls
+    common.money, the one place."""
     return common.money(n)
