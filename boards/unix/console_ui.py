@@ -173,8 +173,8 @@ def fit(text, width):
 class Console:
     """The panel (`display`), keys (`keys`), hint, table and log on the
     console. draw=False: nothing is laid out, stdin is left alone; table
-    and log are printed as they come (screenshots still work). size=(columns, lines): for tests;
-    by default the terminal's size, asked at start()."""
+    and log are printed as they come (screenshots still work).
+    size=(columns, lines): for tests; by default the terminal's, at start()."""
 
     def __init__(self, draw=True, screenshot_dir=None, out=None, size=None):
         import console_display
