@@ -19,7 +19,10 @@ def bus(config):
     if not spec:
         return None
     baud = config.get("baud", 2400)
-    return RS485(UART(spec, baud), de=Pin(), baudrate=baud, echo=config.get("echo", False))
+    # A TCP converter or a PTY adds jitter a wire has not: a gap inside a
+    # reply must be 100 ms before it ends the reply, at any speed.
+    return RS485(UART(spec, baud), de=Pin(), baudrate=baud, echo=config.get("echo", False),
+                 gap_chars=max(20, baud // 110))
 
 
 def card_slot(config):
