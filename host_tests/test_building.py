@@ -359,7 +359,7 @@ def _drain(fd):
     return out
 
 
-def test_make_run_piped_says_how_to_insert_a_card():
+def test_make_run_once_polls_every_meter_and_exits():
     p = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "building.py"), "--once"],
                        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert p.returncode == 0, p.stderr
