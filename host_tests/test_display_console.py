@@ -527,6 +527,21 @@ def test_micropython_console_on_a_80x24_pty(tmp_path):
     assert _panel_from_png(rows) == [[ref.pixel(x, y) for x in range(128)] for y in range(64)]
 
 
+def test_micropython_console_full_size_on_a_140x60_pty(tmp_path):
+    script = tmp_path / "session.py"
+    script.write_text(_MP_SESSION)
+    out = _mp_on_pty(str(script), [str(tmp_path / "shots")], 140, 60, keys=b"\r")
+    summary = json.loads(out.strip().splitlines()[-1].split("\x1b[K")[-1])
+    assert summary["mode"] == "full" and summary["key"] == "ok"
+    scr = Screen(140, 60)
+    scr.feed(out[:out.index("\x1b[99;99H")])
+    shown = scr.text()
+    assert scr.overflows == [] and shown[0].startswith("\u250c") and shown[33].startswith("\u2514")
+    assert shown[34] == "cards: p purchase" and shown[35] == "poll 2"
+    assert shown[36:48] == ["%012d  2.00" % i for i in range(12)]
+    assert shown[-3:] == ["card inserted", "a stray print", ""]
+
+
 def test_micropython_console_refuses_a_tiny_terminal(tmp_path):
     script = tmp_path / "tiny.py"
     script.write_text("import console_ui\nc = console_ui.start({})\n"
