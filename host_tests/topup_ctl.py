@@ -376,7 +376,7 @@ class Mitm:
     """A man in the middle on the bus: a TCP proxy between the terminal and
     the meter simulator, with its own frame parsing (meter_sim_codec).
     Requests from the terminal are numbered from 0; `plan` maps a request
-    number to what happens to it:
+    number (or a DI, "070102ff": every such frame) to what happens to it:
 
       drop_request   never forwarded (the meter hears nothing)
       drop_reply     forwarded, the meter's reply swallowed
@@ -384,9 +384,15 @@ class Mitm:
       fake_repeat    not forwarded; answered C3 with SERR "repeat top-up"
       garble_reply   forwarded; the reply's data bytes altered (checksum
                      made right again, so only MACs can catch it)
+      hold_request   held back, delivered to the meter just before the
+                     terminal's request two after it (a delayed replay)
+
+    silent_from: every request from that number on is dropped (a meter, or
+    its bus segment, gone silent mid-session).
     """
 
-    ACTIONS = ("drop_request", "drop_reply", "fake_done", "fake_repeat", "garble_reply")
+    ACTIONS = ("drop_request", "drop_reply", "fake_done", "fake_repeat", "garble_reply",
+               "hold_request")
 
     def __init__(self, host, port):
         self.target = (host, port)
@@ -396,6 +402,8 @@ class Mitm:
         self.srv.listen(4)
         self.port = self.srv.getsockname()[1]
         self.plan = {}
+        self.silent_from = None
+        self.held = None  # (request number, wire bytes) held back
         self.lock = threading.Lock()
         self.requests = []  # (index, control, DI hex or "") of every request seen
         self.done = []  # (index, action) applied
@@ -404,11 +412,13 @@ class Mitm:
         self._t = threading.Thread(target=self._accept, daemon=True)
         self._t.start()
 
-    def set_plan(self, plan):
+    def set_plan(self, plan, silent_from=None):
         with self.lock:
             self.plan = dict(plan)
+            self.silent_from = silent_from
             self.requests = []
             self.done = []
+            self.held = None
 
     def _accept(self):
         while not self._stop:
@@ -467,12 +477,22 @@ class Mitm:
             n = len(self.requests)
             di = f.data[:4][::-1].hex() if len(f.data) >= 4 else ""
             self.requests.append((n, f.control, di))
-            act = self.plan.get(n)
+            act = self.plan.get(n) or self.plan.get(di)
+            if self.silent_from is not None and n >= self.silent_from:
+                act = "drop_request"
             if act:
                 self.done.append((n, act))
         addr = f.raw[1:7]
         pre = b"\xfe" * 4
+        held = self.held
+        if held is not None and n >= held[0] + 2:
+            self.held = None
+            pending.append(None)
+            up.sendall(held[1])
         if act == "drop_request":
+            return
+        if act == "hold_request":
+            self.held = (n, f.wire)
             return
         if act == "fake_done" and f.control == 0x03:
             c.sendall(pre + codec.encode(addr, 0x83, f.data[:4]))
