@@ -8,6 +8,8 @@ byte first, kept here as 12-digit strings.
 from micropython import const
 
 import bcd
+import common
+from common import get_s32, get_u32  # noqa: F401  (part of this module's API)
 
 SFI_PARAM = const(1)
 SFI_PURSE = const(2)
@@ -22,17 +24,19 @@ RETURN_LEN = const(24)
 OPENING = const(1)
 PURCHASE = const(2)
 REISSUED = const(3)
-TYPE_NAMES = {OPENING: "opening", PURCHASE: "purchase", REISSUED: "reissued"}
+TECHNICIAN = const(4)
+TYPE_NAMES = {OPENING: "opening", PURCHASE: "purchase", REISSUED: "reissued",
+              TECHNICIAN: "technician"}
 
 # Return-file result byte: what the meter did with the card's purchase.
-CREDITED = const(0)
-ALREADY_CREDITED = const(1)
-COUNT_ERROR = const(2)
-REFUSED = const(3)
-RESULT_NAMES = {CREDITED: "credited", ALREADY_CREDITED: "already credited",
-                COUNT_ERROR: "count error", REFUSED: "refused"}
-
-_U32 = const(0xFFFFFFFF)
+# RET_ prefix: meter_security.CREDITED is the meter's answer ("credited"),
+# not this byte.
+RET_CREDITED = const(0)
+RET_ALREADY = const(1)
+RET_COUNT_ERROR = const(2)
+RET_REFUSED = const(3)
+RESULT_NAMES = {RET_CREDITED: "credited", RET_ALREADY: "already credited",
+                RET_COUNT_ERROR: "count error", RET_REFUSED: "refused"}
 
 
 class CardDataError(ValueError):
@@ -56,26 +60,19 @@ def bcd_to_digits(b):
         raise CardDataError("not BCD")
 
 
-def u32(n):
-    if not 0 <= n <= _U32:
-        raise CardDataError("out of 32-bit range")
-    return n.to_bytes(4, "little")
+def u32(n, what="value"):
+    """common.u32, but a card field out of range is a CardDataError."""
+    try:
+        return common.u32(n, what)
+    except ValueError as e:
+        raise CardDataError(str(e))
 
 
-def get_u32(b, off):
-    return int.from_bytes(b[off:off + 4], "little")
-
-
-def s32(n):
-    # to_bytes has no signed= on MicroPython: two's complement by hand
-    if not -0x80000000 <= n <= 0x7FFFFFFF:
-        raise CardDataError("out of signed 32-bit range")
-    return (n & _U32).to_bytes(4, "little")
-
-
-def get_s32(b, off):
-    v = int.from_bytes(b[off:off + 4], "little")
-    return v - 0x100000000 if v & 0x80000000 else v
+def s32(n, what="value"):
+    try:
+        return common.s32(n, what)
+    except ValueError as e:
+        raise CardDataError(str(e))
 
 
 def _need(b, n, what):
@@ -99,13 +96,13 @@ def parse_param(b):
 
 def sale_mac_input(param, amount, count):
     """What the sale MAC S covers: parameter[0:13] || amount || count."""
-    return bytes(param[0:13]) + u32(amount) + u32(count)
+    return bytes(param[0:13]) + u32(amount, "amount") + u32(count, "count")
 
 
 def pack_purse(amount, count, mac_s):
     if len(mac_s) != 4:
         raise CardDataError("sale MAC is 4 bytes")
-    return u32(amount) + u32(count) + bytes(mac_s)
+    return u32(amount, "amount") + u32(count, "count") + bytes(mac_s)
 
 
 def parse_purse(b):
@@ -129,7 +126,7 @@ def pack_return(balance, count, result, terminal, when):
     when = (YY, MM, DD, hh, mm) -> the 24-byte return file."""
     if result not in RESULT_NAMES:
         raise CardDataError("result %r" % result)
-    return (s32(balance) + u32(count) + bytes([result]) + bcd_from_digits(terminal)
+    return (s32(balance, "balance") + u32(count, "count") + bytes([result]) + bcd_from_digits(terminal)
             + bcd_time(when) + bytes(4))
 
 

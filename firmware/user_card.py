@@ -11,6 +11,7 @@ import os
 from micropython import const
 
 import card_files as cf
+import common
 import sm4
 
 _SW_OK = const(0x9000)
@@ -73,20 +74,6 @@ def check_sw(sw, what=""):
         raise _SW_ERRORS.get(sw, CardStatusError)(sw, what)
 
 
-def _same(a, b):
-    # no early exit: MAC checks should not leak how many bytes matched
-    if len(a) != len(b):
-        return False
-    d = 0
-    for i in range(len(a)):
-        d |= a[i] ^ b[i]
-    return d == 0
-
-
-def _inverted(b):
-    return bytes(x ^ 0xFF for x in b)
-
-
 class CardInfo:
     """What the terminal knows about the inserted card after read()."""
 
@@ -103,7 +90,7 @@ class CardInfo:
     def lines(self):
         s = ["card: %s" % self.kind, "serial: %s" % self.serial.hex(),
              "customer: %s" % self.customer, "meter: %s" % self.meter,
-             "amount: %d.%02d" % (self.amount // 100, self.amount % 100),
+             "amount: %s" % common.money(self.amount),
              "count: %d" % self.count]
         return s
 
@@ -133,8 +120,8 @@ class UserCard:
         """Internal authenticate with a fresh RT; raises NotAuthentic."""
         rt = os.urandom(8)
         got = await self._apdu(b"\x00\x88\x00\x01\x08" + rt, "internal authenticate")
-        want = sm4.encrypt(self._kc, rt + _inverted(rt))[0:8]
-        if not _same(got, want):
+        want = sm4.encrypt(self._kc, rt + common.inverted(rt))[0:8]
+        if not common.same(got, want):
             raise NotAuthentic("card serial %s failed internal authenticate" % serial.hex())
 
     async def read(self, with_return=False):
@@ -155,7 +142,11 @@ class UserCard:
         else:
             self._kc = sm4.kdf(self._keys, serial)
         await self.authenticate(serial)
-        if not _same(sm4.mac(self._kc, cf.sale_mac_input(param, amount, count)), mac_s):
+        if card_type == cf.TECHNICIAN:
+            # no sale, no MAC: a technician card's purse is all zeros
+            if any(purse):
+                raise ForgedPurse("technician card with a purse")
+        elif not common.same(sm4.mac(self._kc, cf.sale_mac_input(param, amount, count)), mac_s):
             raise ForgedPurse("sale MAC S does not match the purse")
         info = CardInfo(card_type, meter, customer, amount, count, serial)
         if with_return:

@@ -30,7 +30,7 @@ def _cpython_vectors(kdf, block, mac):
     kc = kdf(MK_C, SERIAL)
     rt = bytes.fromhex("0102030405060708")
     param = cf.pack_param(cf.PURCHASE, "000000000001", "112233445566")
-    data = cf.pack_return(15000, 2, cf.CREDITED, "000000000099", (26, 11, 24, 19, 30))
+    data = cf.pack_return(15000, 2, cf.RET_CREDITED, "000000000099", (26, 11, 24, 19, 30))
     return {
         "kc": kc.hex(),
         "auth": block(kc, rt + bytes(b ^ 0xFF for b in rt))[0:8].hex(),
@@ -54,6 +54,10 @@ def test_card_vectors_micropython():
     assert {k: got[k] for k in VECTORS} == VECTORS
     # signed balance by hand (no signed= on MicroPython)
     assert got["neg"] == -1234 and got["neg_hex"] == "2efbffff"
+    # card_files on common.py's helpers, technician type, range errors typed
+    assert got["tech"] == [4, "000000000000", "000012345678"]
+    assert got["range_errors"] == ["CardDataError"] * 4
+    assert (got["u32_max"], got["s32_min"]) == ("ffffffff", "00000080")
 
 
 def _mp_card_rw(card, write, pull_after=None, **sim_kw):
@@ -77,7 +81,7 @@ def test_mp_read_authenticate_write_back():
             got["serial"]) == ("purchase", "000000000001", "112233445566", 10000, 2, SERIAL.hex())
     assert got["read_apdus"] == 6 and got["write_apdus"] == 2
     ret = cf.parse_return(card.files[cf.SFI_RETURN])
-    assert ret == {"balance": -1234, "count": 2, "result": cf.CREDITED,
+    assert ret == {"balance": -1234, "count": 2, "result": cf.RET_CREDITED,
                    "terminal": "000000000099", "time": (26, 11, 24, 19, 30)}
 
 
@@ -113,7 +117,7 @@ def test_mp_pull_mid_apdu(n):
     old = card.files[cf.SFI_RETURN]
     got = _mp_card_rw(card, True, pull_after=n)
     assert got.get("error") == "CardRemoved", got
-    new = cf.pack_return(-1234, 2, cf.CREDITED, "000000000099", (26, 11, 24, 19, 30))
+    new = cf.pack_return(-1234, 2, cf.RET_CREDITED, "000000000099", (26, 11, 24, 19, 30))
     assert card.files[cf.SFI_RETURN] in (old, new)
 
 

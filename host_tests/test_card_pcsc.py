@@ -72,7 +72,7 @@ def tool(*args, key=MK_C.hex()):
     return p.returncode, p.stdout + p.stderr
 
 
-def terminal_write_back(card, balance, count, result=cf.CREDITED):
+def terminal_write_back(card, balance, count, result=cf.RET_CREDITED):
     """The same card model through the T=0 face: the terminal's firmware
     reads it and writes its return file."""
 

@@ -25,7 +25,7 @@ async def read_and_write(reader, sim=None):
     await reader.power_up()
     card = uc.UserCard(reader, MK_C)
     await card.read()
-    await card.write_return(15000, 2, cf.CREDITED, "000000000099", WHEN)
+    await card.write_return(15000, 2, cf.RET_CREDITED, "000000000099", WHEN)
     return reader
 
 
@@ -270,7 +270,7 @@ def test_wrong_write_back_mac_refused_and_file_unchanged():
         c = uc.UserCard(reader, MK_C)
         await c.read()
         c._kc = bytes(16)  # terminal with the wrong key for the MAC
-        await c.write_return(15000, 2, cf.CREDITED, "000000000099", WHEN)
+        await c.write_return(15000, 2, cf.RET_CREDITED, "000000000099", WHEN)
 
     with pytest.raises(uc.MacWrong) as e:
         run_with_card(card, fn)

@@ -77,7 +77,7 @@ async def session(baud):
     await uc.read()
     t_read = time.monotonic() - t0
     read = (reader.apdus, reader.bytes_on_wire, sim.wire.turns)
-    await uc.write_return(15000, 2, cf.CREDITED, "000000000099", (26, 11, 24, 19, 30))
+    await uc.write_return(15000, 2, cf.RET_CREDITED, "000000000099", (26, 11, 24, 19, 30))
     t_all = time.monotonic() - t0
     total = (reader.apdus, reader.bytes_on_wire, sim.wire.turns)
     w.close()

@@ -27,6 +27,9 @@ SW_CLA = b"\x6e\x00"
 # A plain T=0 ATR: TS 3B, T0 with TC1/TD1... kept minimal: direct convention,
 # no interface bytes, 6 historical bytes "PPCARD".
 ATR = bytes.fromhex("3b06") + b"PPCARD"
+# The slowest legal T=0 card: TD1 = 40 announces TC2 = FF, WI 255, a work
+# waiting time of 960 x 255 etu = 25.5 s per character at 9600 baud.
+ATR_WI_255 = bytes.fromhex("3b8640ff") + b"PPCARD"
 
 _SIZES = {cf.SFI_PARAM: cf.PARAM_LEN, cf.SFI_PURSE: cf.PURSE_LEN,
           cf.SFI_SERIAL: cf.SERIAL_LEN, cf.SFI_RETURN: cf.RETURN_LEN}
@@ -71,9 +74,11 @@ class Card:
         serial = bytes(serial)
         kc = kdf(mk_c, serial)
         param = cf.pack_param(card_type, meter, customer)
-        s = mac(kc, cf.sale_mac_input(param, amount, count))
-        return cls(serial, key or kc, {cf.SFI_PARAM: param,
-                                       cf.SFI_PURSE: cf.pack_purse(amount, count, s),
+        if card_type == cf.TECHNICIAN:  # no sale on it: the purse is all zeros
+            purse = bytes(cf.PURSE_LEN)
+        else:
+            purse = cf.pack_purse(amount, count, mac(kc, cf.sale_mac_input(param, amount, count)))
+        return cls(serial, key or kc, {cf.SFI_PARAM: param, cf.SFI_PURSE: purse,
                                        cf.SFI_RETURN: bytes(cf.RETURN_LEN)})
 
     @classmethod

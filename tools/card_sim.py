@@ -18,6 +18,8 @@ Examples:
       --type purchase --meter 000000000001 --customer 112233445566 \\
       --amount 10000 --count 2
   card_sim.py vpcd --card card.json --save card.json
+  card_sim.py t0 --mk-c HEX --atr 3b8640ff505043415244 --t0-fault mute
+      (WI 255: 25.5 s per byte, and never an answer)
 """
 import argparse
 import json
@@ -32,7 +34,8 @@ import card_model  # noqa: E402
 import card_files as cf  # noqa: E402  (hostpath put firmware/ on the path)
 
 VPCD_PORT = 35963
-_TYPES = {"opening": cf.OPENING, "purchase": cf.PURCHASE, "reissued": cf.REISSUED}
+_TYPES = {"opening": cf.OPENING, "purchase": cf.PURCHASE, "reissued": cf.REISSUED,
+          "technician": cf.TECHNICIAN}
 
 
 class Pulled(Exception):
@@ -87,14 +90,24 @@ class Wire:
         return bytes(out)
 
 
-def serve_t0(wire, card, nulls=0, ack_each=False):
+# Hostile T=0 behaviours (a terminal must give up on each, in bounded time).
+T0_FAULTS = ("endless-61xx", "endless-6cxx", "nulls-forever", "mute")
+
+
+def serve_t0(wire, card, nulls=0, ack_each=False, null_every=0, t0_fault=None):
     """Card side of T=0 until pulled: ATR, then header / procedure bytes /
-    data / SW1 SW2 for each command."""
+    data / SW1 SW2 for each command. `nulls` NULL bytes before each
+    procedure byte, `null_every` seconds apart."""
     wire.send(card.power_up())
     while True:
         hdr = wire.recv(5)
         ins, p3 = hdr[1], hdr[4]
-        wire.send(b"\x60" * nulls)
+        for _ in range(nulls):
+            wire.send(b"\x60")
+            time.sleep(null_every)
+        if t0_fault:
+            _misbehave(wire, card, ins, p3, t0_fault)
+            continue
         if card.expected_in(ins) and p3:
             if ack_each:  # ~INS before each byte: one byte at a time
                 data = b""
@@ -117,14 +130,38 @@ def serve_t0(wire, card, nulls=0, ack_each=False):
         wire.send(sw)
 
 
+def _misbehave(wire, card, ins, p3, fault):
+    """mute: never answers a command; nulls-forever: NULL (60) every 0.2 s,
+    under any work waiting time; endless-61xx: 61 00 to everything, GET
+    RESPONSE included, after 256 bytes of data; endless-6cxx: 6C 10 to
+    everything, the resend with Le 10 included."""
+    if fault == "mute":
+        while True:
+            wire.recv(1)  # until pulled
+    while fault == "nulls-forever":
+        wire.send(b"\x60")
+        time.sleep(0.2)
+    if card.expected_in(ins) and p3:
+        wire.send(bytes((ins,)))
+        wire.recv(p3)
+    elif ins == 0xC0:
+        wire.send(bytes((ins,)) + bytes(p3 or 256))
+    wire.send(b"\x61\x00" if fault == "endless-61xx" else b"\x6c\x10")
+
+
 class T0Sim:
     """Inserts a card into a terminal's TCP card slot, in a thread."""
 
-    def __init__(self, host, port, card, nulls=0, ack_each=False, baud=None, echo=False):
+    def __init__(self, host, port, card, nulls=0, ack_each=False, baud=None, echo=False,
+                 null_every=0, t0_fault=None):
+        if t0_fault not in (None,) + T0_FAULTS:
+            raise ValueError("T=0 fault %r" % t0_fault)
         self.addr = (host, port)
         self.echo = echo
         self.card = card
         self.nulls = nulls
+        self.null_every = null_every
+        self.t0_fault = t0_fault
         self.ack_each = ack_each
         self.baud = baud
         self._sock = None
@@ -156,7 +193,7 @@ class T0Sim:
 
     def _run(self, s, wire):
         try:
-            serve_t0(wire, self.card, self.nulls, self.ack_each)
+            serve_t0(wire, self.card, self.nulls, self.ack_each, self.null_every, self.t0_fault)
         except Pulled:
             pass
         except Exception as e:  # noqa: BLE001 - report, the slot must not hang
@@ -286,9 +323,12 @@ def main(argv=None):
     p.add_argument("--amount", type=int, default=10000, help="fen")
     p.add_argument("--count", type=int, default=1)
     p.add_argument("--fault", choices=("clone", "forged", "garbage-atr", "unissued", "wrong-mac"))
+    p.add_argument("--t0-fault", choices=T0_FAULTS, help="t0: a hostile card (see _misbehave)")
+    p.add_argument("--atr", help="t0: answer to reset (hex), e.g. 3b8640ff505043415244 (TC2=FF)")
     p.add_argument("--pull-after", type=int, help="t0: pull the card after N bytes on the line")
     p.add_argument("--hold", type=float, help="t0: pull the card after this many seconds")
     p.add_argument("--nulls", type=int, default=0, help="t0: NULL (60) bytes before each procedure byte")
+    p.add_argument("--null-every", type=float, default=0, help="t0: seconds between NULLs")
     p.add_argument("--ack-each", action="store_true", help="t0: ~INS, one byte at a time")
     p.add_argument("--baud", type=int, help="t0: pace the line (12 etu per character)")
     p.add_argument("--control", type=int, help="control socket port (0 = any)")
@@ -302,7 +342,10 @@ def main(argv=None):
         print("vpcd gone after %d APDUs" % n)
         return 0
     host, port = a.connect.rsplit(":", 1)
-    sim = T0Sim(host, int(port), card, a.nulls, a.ack_each, a.baud)
+    if a.atr:
+        card.atr = bytes.fromhex(a.atr)
+    sim = T0Sim(host, int(port), card, a.nulls, a.ack_each, a.baud, null_every=a.null_every,
+                t0_fault=a.t0_fault)
     if a.control is not None:
         _control(sim, a.control, a.save)
     else:

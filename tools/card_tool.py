@@ -241,7 +241,7 @@ class Office:
         if ret is None:
             return False, ["purchase %d (%s yuan): no write-back on the card yet, "
                            "NOT confirmed at the meter" % (count, yuan(amount))]
-        ok = ret["count"] == count and ret["result"] in (cf.CREDITED, cf.ALREADY_CREDITED)
+        ok = ret["count"] == count and ret["result"] in (cf.RET_CREDITED, cf.RET_ALREADY)
         t = ret["time"]
         lines = ["purchase %d (%s yuan): %s" % (count, yuan(amount),
                  "REACHED the meter" if ok else "NOT reached the meter"),
