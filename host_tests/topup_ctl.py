@@ -151,6 +151,15 @@ class Terminal:
         assert "error" not in ev, ev
         return ev
 
+    def journal(self):
+        """Every journal entry on the terminal's flash (newest first)."""
+        since = self.mark()
+        ev = self.cmd("journal")
+        with self._cv:
+            entries = [e for e in self.events[since:] if e["ev"] == "entry"]
+        assert len(entries) == ev["n"], (ev, entries)
+        return entries
+
     def close(self):
         try:
             if self.proc.poll() is None:
@@ -294,12 +303,13 @@ class Rig:
         sim = card_sim.T0Sim("127.0.0.1", self.slot, p.card)
         self.last_sim = p.card.sim = sim  # (a card that marks positions reads sim.wire)
         sim.insert(pull_after)
-        i, ev = t.wait_event(lambda e: e["ev"] in ("slot_free", "power_cut", "down")
+        ends = ("slot_free", "power_cut", "down") if self.mode == "cpu" else ("slot_free",)
+        i, ev = t.wait_event(lambda e: e["ev"] in ends
                              or (e["ev"] == "log" and e["line"] == "card: shown; waiting for "
                                  "the pull"), timeout, since)
         if ev["ev"] == "log":
             sim.pull()
-            t.wait_event(lambda e: e["ev"] in ("slot_free", "power_cut", "down"), timeout, i)
+            t.wait_event(lambda e: e["ev"] in ends, timeout, i)
         elif ev["ev"] == "power_cut" and self.mode == "cpu":
             t.wait_event(lambda e: e["ev"] == "down", timeout, i)
         sim.pull()
@@ -400,6 +410,7 @@ class Mitm:
         self.srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self.srv.bind(("127.0.0.1", 0))
         self.srv.listen(4)
+        self.srv.settimeout(0.2)  # accept() wakes to see _stop
         self.port = self.srv.getsockname()[1]
         self.plan = {}
         self.silent_from = None
@@ -424,8 +435,11 @@ class Mitm:
         while not self._stop:
             try:
                 c, _ = self.srv.accept()
+            except socket.timeout:
+                continue
             except OSError:
                 return
+            c.settimeout(None)
             up = socket.create_connection(self.target)
             for s in (c, up):
                 s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)

@@ -27,12 +27,13 @@ Commands (one reply event {"ev": "reply", "cmd": ...} each):
   halt                     stop the terminal cleanly (no cut)
   status                   ops, dead, up, journal open entries, heap
   snapshot / restore       the flash to / from the image file (halted)
-  fill                     fill littlefs until ENOSPC (a junk file)
+  fill / unfill            fill littlefs until ENOSPC (a junk file) / remove it
   quit
 Events: log {line}, power_cut {ops}, down, settled, slot_free, reply.
 """
 import asyncio
 import gc
+import os
 import json
 import sys
 
@@ -86,7 +87,7 @@ class Slot(CardSlot):
 
     async def release(self, reader):
         await super().release(reader)
-        if not H.cut:
+        if not H.off():
             emit(ev="slot_free")
 
     def cut(self):
@@ -134,7 +135,7 @@ class Board:
         return H.clock
 
     def report(self, kind, text):
-        if kind == "log" and not H.cut:
+        if kind == "log" and not H.off():
             emit(ev="log", line=text)
 
 
@@ -163,6 +164,10 @@ class Harness:
                                  bytes.fromhex(ks.get("k_t", "00112233445566778899aabbccddeeff")))
 
     # --- power ---------------------------------------------------------
+    def off(self):
+        """The CPU has no power: nothing it does is seen any more."""
+        return self.cut and self.mode == "cpu"
+
     def on_cut(self):
         """Called from inside the block device, the instant the cut hits."""
         self.cut = True
@@ -266,14 +271,18 @@ class Harness:
         return out
 
     def journal_all(self):
-        """Every journal entry on flash (for tests after a halt or cut)."""
+        """Every journal entry on flash, one event each (the heap is small).
+        -> how many."""
         a = self.app
         if a is None or a.journal is None:
-            return []
-        return [{"seq": e.seq, "meter": e.meter, "count": e.count, "amount": e.amount,
-                 "result": e.result, "written_back": e.written_back,
-                 "after_count": e.after_count, "after_balance": e.after_balance}
-                for e in a.journal.newest(a.journal.slots)]
+            return 0
+        n = 0
+        for e in a.journal.newest(a.journal.slots):
+            emit(ev="entry", seq=e.seq, meter=e.meter, count=e.count, amount=e.amount,
+                 result=e.result, written_back=e.written_back, after_count=e.after_count,
+                 after_balance=e.after_balance)
+            n += 1
+        return n
 
     def snapshot(self, path):
         self._copy(self.ram, _Image(path, "wb"))
@@ -294,19 +303,36 @@ class Harness:
                 x.f.close()
 
     def fill(self):
-        """littlefs full: a junk file grown until ENOSPC."""
-        n = 0
-        chunk = b"\xa5" * 512
-        try:
-            with open(ROOT + "/junk", "wb") as f:
-                while True:
-                    f.write(chunk)
-                    n += len(chunk)
-                    if n % 8192 == 0:
-                        f.flush()
-        except OSError as e:
-            return n, e.args[0]
-        return n, 0
+        """littlefs full: a junk file grown in ever smaller appends, each
+        committed (closed), then tiny files for the metadata, until even
+        those are refused. -> (bytes written, errnos of the refusals)."""
+        n, err = 0, []
+        for size in (4096, 512, 64, 8):
+            chunk = b"\xa5" * size
+            while True:
+                try:
+                    with open(ROOT + "/junk", "ab") as f:
+                        f.write(chunk)
+                except OSError as e:
+                    err.append(e.args[0])
+                    break
+                n += size
+        for i in range(2000):
+            try:
+                with open("%s/jk%d" % (ROOT, i), "wb") as f:
+                    f.write(b"x" * 16)
+            except OSError as e:
+                err.append(e.args[0])
+                break
+            n += 16
+        return n, err
+
+    def unfill(self):
+
+        os.remove(ROOT + "/junk")
+        for name in os.listdir(ROOT):
+            if name.startswith("jk"):
+                os.remove(ROOT + "/" + name)
 
 
 class _Image:
@@ -329,7 +355,7 @@ _settle_all = recovery.settle_all
 
 async def _settle_and_say(a):
     await _settle_all(a)
-    if not H.cut:
+    if not H.off():
         emit(ev="settled")
 
 
@@ -364,7 +390,7 @@ async def main():
             elif cmd == "status":
                 out = H.status()
             elif cmd == "journal":
-                out["entries"] = H.journal_all()
+                out["n"] = H.journal_all()
             elif cmd == "snapshot":
                 H.snapshot(req["path"])
             elif cmd == "restore":
@@ -373,6 +399,8 @@ async def main():
                 H.restore(req["path"])
             elif cmd == "fill":
                 out["bytes"], out["errno"] = H.fill()
+            elif cmd == "unfill":
+                H.unfill()
             elif cmd == "gc":
                 gc.collect()
                 out["free"], out["alloc"] = gc.mem_free(), gc.mem_alloc()
