@@ -20,6 +20,8 @@ import asyncio
 
 from micropython import const
 
+from card_atr import Atr, BadAtr, atr_more, parse_atr  # noqa: F401  (part of this API)
+
 try:
     from time import ticks_diff, ticks_ms
 except ImportError:  # CPython: host tests and tools
@@ -32,7 +34,6 @@ except ImportError:  # CPython: host tests and tools
         return a - b
 
 _SLICE_MS = const(20)  # watchdog period: how soon a pull or a deadline is seen
-_MAX_ATR = const(33)
 _INS_GET_RESPONSE = const(0xC0)
 APDU_MS = const(5000)  # one APDU, its whole chain included (or the ATR)
 SESSION_MS = const(30000)  # one card session, from power_up()
@@ -55,10 +56,6 @@ class ApduTimeout(CardMute):
 
 class SessionTimeout(CardMute):
     """The card session ran past its deadline (session_ms)."""
-
-
-class BadAtr(Exception):
-    """The answer to reset breaks ISO 7816-3."""
 
 
 class ProtocolError(Exception):
@@ -85,59 +82,6 @@ def _uncancel(task):
     u = getattr(task, "uncancel", None)
     if u:
         u()
-
-
-class Atr:
-    """Parsed answer to reset: raw bytes, protocols offered, historical bytes,
-    TA1 (Fi/Di) and WI (TC2, default 10)."""
-
-    def __init__(self, raw):
-        self.raw = bytes(raw)
-        self.protocols = []
-        self.ta1 = None
-        self.wi = 10
-        self.historical = b""
-
-
-def parse_atr(raw):
-    """Check and parse a complete ATR. Raises BadAtr."""
-    n = len(raw)
-    if n < 2 or raw[0] not in (0x3B, 0x3F):
-        raise BadAtr("TS %s" % ("missing" if not n else "%02x" % raw[0]))
-    atr = Atr(raw)
-    i, y, level, tck = 2, raw[1] >> 4, 1, False
-    k = raw[1] & 15
-    while True:
-        for bit in range(4):
-            if y & (1 << bit):
-                if i >= n:
-                    raise BadAtr("truncated interface bytes")
-                if level == 1 and bit == 0:
-                    atr.ta1 = raw[i]
-                if level == 2 and bit == 2:
-                    atr.wi = raw[i] or 10
-                if bit == 3:
-                    td = raw[i]
-                i += 1
-        if not y & 8:
-            break
-        atr.protocols.append(td & 15)
-        if td & 15:
-            tck = True
-        y = td >> 4
-        level += 1
-    if not atr.protocols:
-        atr.protocols.append(0)
-    if i + k + tck != n:
-        raise BadAtr("length %d, expected %d" % (n, i + k + tck))
-    atr.historical = bytes(raw[i:i + k])
-    if tck:
-        x = 0
-        for b in raw[1:]:
-            x ^= b
-        if x:
-            raise BadAtr("TCK")
-    return atr
 
 
 class CardReader:
@@ -291,27 +235,8 @@ class CardReader:
             await asyncio.sleep(0.001)  # >= 400 clocks at any card clock
             self._reset.value(1)
         raw = bytearray()
-        raw.append(await self._byte())
-        if raw[0] not in (0x3B, 0x3F):
-            raise BadAtr("TS %02x" % raw[0])
-        raw.append(await self._byte())
-        # Read the interface bytes as T0/TDi announce them, then history + TCK.
-        y, k, tck = raw[1] >> 4, raw[1] & 15, False
-        while y:
-            td = None
-            for bit in range(4):
-                if y & (1 << bit):
-                    raw.append(await self._byte())
-                    if bit == 3:
-                        td = raw[-1]
-            if td is None:
-                break
-            if td & 15:
-                tck = True
-            y = td >> 4
-            if len(raw) > _MAX_ATR:
-                raise BadAtr("too long")
-        raw.extend(await self._read(k + tck))
+        while not raw or atr_more(raw):  # only the bytes T0 and the TDi announce
+            raw.append(await self._byte())
         self.atr = parse_atr(raw)
         if 0 not in self.atr.protocols:
             raise BadAtr("no T=0")
