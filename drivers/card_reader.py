@@ -181,9 +181,9 @@ class CardReader:
         try:
             b = await self._r.read(1)
         except (OSError, EOFError):
-            raise CardRemoved()
+            raise CardRemoved
         if not b:
-            raise CardRemoved()
+            raise CardRemoved
         self._last = ticks_ms()
         self.bytes_on_wire += 1
         return b[0]
@@ -196,12 +196,12 @@ class CardReader:
 
     async def _send(self, data):
         if not self.present():
-            raise CardRemoved()
+            raise CardRemoved
         try:
             self._w.write(data)
             await self._w.drain()
         except (OSError, EOFError):
-            raise CardRemoved()
+            raise CardRemoved
         self._last = ticks_ms()
         self.bytes_on_wire += len(data)
         if self._echo:

@@ -126,8 +126,8 @@ def pack_return(balance, count, result, terminal, when):
     when = (YY, MM, DD, hh, mm) -> the 24-byte return file."""
     if result not in RESULT_NAMES:
         raise CardDataError("result %r" % result)
-    return (s32(balance, "balance") + u32(count, "count") + bytes([result]) + bcd_from_digits(terminal)
-            + bcd_time(when) + bytes(4))
+    return (s32(balance, "balance") + u32(count, "count") + bytes([result])
+            + bcd_from_digits(terminal) + bcd_time(when) + bytes(4))
 
 
 def parse_return(b):

@@ -48,16 +48,16 @@ def test_defaults():
 
 def test_endless_61xx_stops_at_the_response_cap():
     # 61 00 after every command: GET RESPONSE for 256 bytes, then 61 00 again
-    err, took, reader = run_with_card(make_card(), _timed_transmit(READ_PARAM),
-                                      t0_fault="endless-61xx")
+    err, _, reader = run_with_card(make_card(), _timed_transmit(READ_PARAM),
+                                   t0_fault="endless-61xx")
     assert isinstance(err, CardMisbehaves) and "256" in str(err), err
     assert reader.apdus <= cr.MAX_CHAIN and reader.bytes_on_wire < 1000
 
 
 def test_endless_6cxx_stops_at_the_chain_cap():
     # 6C 10 to every command, the resend with Le 10 included: no data ever
-    err, took, reader = run_with_card(make_card(), _timed_transmit(READ_PARAM),
-                                      t0_fault="endless-6cxx")
+    err, _, reader = run_with_card(make_card(), _timed_transmit(READ_PARAM),
+                                   t0_fault="endless-6cxx")
     assert isinstance(err, CardMisbehaves) and "chain" in str(err), err
     assert reader.apdus == cr.MAX_CHAIN
 
@@ -113,7 +113,7 @@ def test_start_session_restarts_the_clock_and_sets_the_length():
         with pytest.raises(SessionTimeout):
             await reader.transmit(SELECT)
         reader.start_session(30000)
-        data, sw = await reader.transmit(SELECT)
+        _, sw = await reader.transmit(SELECT)
         return sw
 
     assert run_with_card(make_card(), fn) == 0x9000

@@ -13,6 +13,7 @@ from card_reader import Atr, BadAtr, CardMute, CardReader, CardRemoved, Protocol
 from card_sim_ctl import CUSTOMER, METER, MK_C, SERIAL, make_card, run_with_card
 
 WHEN = (26, 11, 24, 19, 30)
+READ_PARAM = b"\x00\xb0\x81\x00\x10"
 NEW_RETURN = bytes.fromhex("983a00000200000000990000000000301924112600000000")
 
 
@@ -72,7 +73,8 @@ def test_atr_without_t0_refused():
 
 # -- procedure bytes --
 
-@pytest.mark.parametrize("kw", [{}, {"nulls": 60}, {"ack_each": True}, {"nulls": 3, "ack_each": True}])
+@pytest.mark.parametrize("kw", [{}, {"nulls": 60}, {"ack_each": True},
+                                {"nulls": 3, "ack_each": True}])
 def test_read_and_write_back_procedure_variants(kw):
     card = make_card()
     reader = run_with_card(card, read_and_write, **kw)
@@ -111,7 +113,7 @@ def test_6cxx_resends_with_right_le():
 
 def test_bad_procedure_byte():
     with pytest.raises(ProtocolError, match="42"):
-        asyncio.run(_fake_card(b"\x3b\x00" + b"\x42", lambda r: r.transmit(b"\x00\xb0\x81\x00\x10")))
+        asyncio.run(_fake_card(b"\x3b\x00" + b"\x42", lambda r: r.transmit(READ_PARAM)))
 
 
 async def _fake_card(script, op, keep_open=True, detect=None):
@@ -135,7 +137,7 @@ async def _fake_card(script, op, keep_open=True, detect=None):
 # -- removal and silence --
 
 def test_mute_card_times_out():
-    t0 = asyncio.run(_timed(_fake_card(b"\x3b\x00", lambda r: r.transmit(b"\x00\xb0\x81\x00\x10"))))
+    t0 = asyncio.run(_timed(_fake_card(b"\x3b\x00", lambda r: r.transmit(READ_PARAM))))
     assert isinstance(t0[0], CardMute) and 0.9 < t0[1] < 3.0  # WWT 960*10 etu at 9600 baud
 
 
@@ -213,7 +215,8 @@ def test_pull_at_every_byte_of_a_write_back():
 # -- card kinds and refusals --
 
 @pytest.mark.parametrize("t,name,refuse", [
-    (cf.OPENING, "opening", "meter"), (cf.PURCHASE, "purchase", None), (cf.REISSUED, "reissued", None)])
+    (cf.OPENING, "opening", "meter"), (cf.PURCHASE, "purchase", None),
+    (cf.REISSUED, "reissued", None)])
 def test_card_types_recognised(t, name, refuse):
     info = run_with_card(make_card(card_type=t, amount=5000, count=3), read_card)
     assert (info.kind, info.meter, info.customer, info.amount, info.count, info.serial) == (
@@ -369,7 +372,8 @@ def test_sim_process_control_socket_insert_pull_swap():
         srv = await asyncio.start_server(lambda r, w: q.put_nowait((r, w)), "127.0.0.1", 0)
         port = srv.sockets[0].getsockname()[1]
         loop = asyncio.get_running_loop()
-        sim = await loop.run_in_executor(None, SimProcess, port, "--mk-c", MK_C.hex(), "--count", "4")
+        sim = await loop.run_in_executor(None, SimProcess, port, "--mk-c", MK_C.hex(),
+                                         "--count", "4")
         try:
             st = await loop.run_in_executor(None, lambda: sim.cmd(cmd="insert"))
             assert st["ok"] and st["inserted"]
@@ -385,7 +389,8 @@ def test_sim_process_control_socket_insert_pull_swap():
             w.close()
             clone = make_card()
             clone._key = bytes(16)
-            st = await loop.run_in_executor(None, lambda: sim.cmd(cmd="swap", card=clone.to_json()))
+            st = await loop.run_in_executor(
+                None, lambda: sim.cmd(cmd="swap", card=clone.to_json()))
             assert st["inserted"]
             r, w = await asyncio.wait_for(q.get(), 5)
             reader = CardReader(r, w)

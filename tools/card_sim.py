@@ -56,7 +56,7 @@ class Wire:
 
     def _tick(self):
         if self.budget is not None and self.count >= self.budget:
-            raise Pulled()
+            raise Pulled
         self.count += 1
         if self.char_s:
             time.sleep(self.char_s)
@@ -67,26 +67,26 @@ class Wire:
             try:
                 self.sock.sendall(bytes((b,)))
             except OSError:
-                raise Pulled()
+                raise Pulled
 
     def recv(self, n):
         out = bytearray()
         while len(out) < n:
             if self.budget is not None and self.count >= self.budget:
-                raise Pulled()
+                raise Pulled
             try:
                 b = self.sock.recv(1)
             except OSError:
-                raise Pulled()
+                raise Pulled
             if not b:
-                raise Pulled()
+                raise Pulled
             self._tick()
             out += b
             if self.echo:
                 try:
                     self.sock.sendall(b)
                 except OSError:
-                    raise Pulled()
+                    raise Pulled
         return bytes(out)
 
 
@@ -309,7 +309,8 @@ def _save(card, path):
 
 
 def main(argv=None):
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("face", choices=("t0", "vpcd"))
     p.add_argument("--connect", default="127.0.0.1:7816", help="t0: terminal card slot HOST:PORT")
     p.add_argument("--vpcd", default="127.0.0.1:%d" % VPCD_PORT, help="vpcd: HOST:PORT")
@@ -327,7 +328,8 @@ def main(argv=None):
     p.add_argument("--atr", help="t0: answer to reset (hex), e.g. 3b8640ff505043415244 (TC2=FF)")
     p.add_argument("--pull-after", type=int, help="t0: pull the card after N bytes on the line")
     p.add_argument("--hold", type=float, help="t0: pull the card after this many seconds")
-    p.add_argument("--nulls", type=int, default=0, help="t0: NULL (60) bytes before each procedure byte")
+    p.add_argument("--nulls", type=int, default=0,
+                   help="t0: NULL (60) bytes before each procedure byte")
     p.add_argument("--null-every", type=float, default=0, help="t0: seconds between NULLs")
     p.add_argument("--ack-each", action="store_true", help="t0: ~INS, one byte at a time")
     p.add_argument("--baud", type=int, help="t0: pace the line (12 etu per character)")
