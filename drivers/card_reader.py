@@ -9,9 +9,11 @@ Every wait is bounded, and a card cannot stretch the bounds: one watchdog
 task per operation (the ATR, one APDU with its whole 61xx/6Cxx chain) looks
 every _SLICE_MS at the detect switch, the work waiting time since the last
 character, the operation's deadline (`apdu_ms`, whatever WI and however many
-NULL bytes the card sends) and the card session's deadline (`session_ms`
-from power_up(), or from start_session()), and cancels the stuck read with
-the typed reason. No wait_for per byte: bytes are read with plain awaits.
+NULL bytes the card sends) and the card session's budget (`session_ms` of
+card time, counted from power_up() or start_session(): the time spent in
+the card's operations, not the terminal's own waits between them, such as a
+resident at the keypad or a meter on the bus), and cancels the stuck read
+with the typed reason. No wait_for per byte: bytes are read with plain awaits.
 A chain is bounded too (MAX_CHAIN commands, MAX_RESPONSE bytes), so a card
 answering 61xx or 6Cxx forever ends in CardMisbehaves, not in a loop or a
 MemoryError.
@@ -36,7 +38,7 @@ except ImportError:  # CPython: host tests and tools
 _SLICE_MS = const(20)  # watchdog period: how soon a pull or a deadline is seen
 _INS_GET_RESPONSE = const(0xC0)
 APDU_MS = const(5000)  # one APDU, its whole chain included (or the ATR)
-SESSION_MS = const(30000)  # one card session, from power_up()
+SESSION_MS = const(30000)  # card time in one session, from power_up()
 MAX_CHAIN = const(6)  # T=0 commands for one APDU: itself + resends + GET RESPONSEs
 MAX_RESPONSE = const(256)  # a short APDU's response data (Ne <= 256)
 
@@ -55,7 +57,7 @@ class ApduTimeout(CardMute):
 
 
 class SessionTimeout(CardMute):
-    """The card session ran past its deadline (session_ms)."""
+    """The card's operations in this session took more than session_ms."""
 
 
 class ProtocolError(Exception):
@@ -92,9 +94,9 @@ class CardReader:
     the etu, hence the work waiting time.
 
     Deadlines: `apdu_ms` bounds each power_up() and each transmit();
-    `session_ms` bounds the card session, counted from power_up() or from
-    the last start_session(ms) (None: no session bound). Both are plain
-    attributes the caller may change between operations."""
+    `session_ms` bounds their sum since power_up() or the last
+    start_session(ms) (None: no session bound). Both are plain attributes
+    the caller may change between operations."""
 
     def __init__(self, reader, writer, detect=None, reset=None, echo=False, baud=9600,
                  detect_level=1, apdu_ms=APDU_MS, session_ms=SESSION_MS):
@@ -109,7 +111,7 @@ class CardReader:
         self.wwt_ms = 960 * 10 * 1000 // baud + 1
         self.apdu_ms = apdu_ms
         self.session_ms = session_ms
-        self._session_t0 = None
+        self._spent = 0  # ms of card operations in this session, finished ones
         self._op_t0 = self._last = 0
         self._why = None  # the watchdog's reason for cancelling an operation
         self.apdus = 0  # command headers sent, for the figures
@@ -119,19 +121,19 @@ class CardReader:
         return self._detect is None or self._detect.value() == self._level
 
     def start_session(self, ms=None):
-        """(Re)start the card session's clock now; `ms` replaces session_ms."""
+        """A new card session: nothing spent yet; `ms` replaces session_ms."""
         if ms is not None:
             self.session_ms = ms
-        self._session_t0 = ticks_ms()
+        self._spent = 0
 
     def _late(self, now):
         """The error that ends the running operation at `now`, or None."""
         if not self.present():
             return CardRemoved()
-        if self._session_t0 is not None and self.session_ms is not None and ticks_diff(
-                now, self._session_t0) >= self.session_ms:
+        op = ticks_diff(now, self._op_t0)
+        if self.session_ms is not None and self._spent + op >= self.session_ms:
             return SessionTimeout("card session over %d ms" % self.session_ms)
-        if ticks_diff(now, self._op_t0) >= self.apdu_ms:
+        if op >= self.apdu_ms:
             return ApduTimeout("operation over %d ms" % self.apdu_ms)
         if ticks_diff(now, self._last) > self.wwt_ms:
             return CardMute("no byte in %d ms" % self.wwt_ms)
@@ -151,8 +153,6 @@ class CardReader:
 
     async def _guarded(self, coro):
         """Run one operation in this task with one watchdog task beside it."""
-        if self._session_t0 is None:
-            self._session_t0 = ticks_ms()
         self._op_t0 = self._last = ticks_ms()
         self._why = None
         why = self._late(self._op_t0)
@@ -171,6 +171,7 @@ class CardReader:
             raise why
         finally:
             dog.cancel()
+            self._spent += ticks_diff(ticks_ms(), self._op_t0)
 
     async def _byte(self):
         """One byte; the watchdog bounds the wait, and every byte is checked
@@ -223,7 +224,7 @@ class CardReader:
                 return
 
     async def power_up(self):
-        """Cold reset and ATR; starts the session clock. Returns the parsed
+        """Cold reset and ATR; starts a card session. Returns the parsed
         Atr; raises BadAtr, CardMute (ApduTimeout) or CardRemoved."""
         self.start_session()
         self.wwt_ms = 960 * 10 * 1000 // self._baud + 1

@@ -1,6 +1,6 @@
 """A hostile or broken card cannot hold the terminal: the T=0 driver bounds
 every 61xx/6Cxx chain, the response size, the time of one APDU (whatever WI
-and however many NULL bytes) and the time of one card session. Over the real
+and however many NULL bytes) and the card's time in one session. Over the real
 byte stream to the card simulator's T=0 faults, under CPython and under the
 MicroPython unix port with a 96 KB heap."""
 import asyncio
@@ -101,6 +101,18 @@ def test_session_deadline_ends_a_slow_card_mid_read():
                                       reader_kw={"session_ms": 2500}, timeout=60)
     assert 2.45 <= took < 10 and "2500" in str(err)
     assert reader.apdus >= 2  # earlier APDUs went through
+
+
+def test_session_counts_the_cards_time_not_the_terminals_waits():
+    # a resident at the keypad, a meter on the bus: between APDUs, not the card's
+    async def fn(reader, sim):
+        await reader.power_up()
+        await reader.transmit(SELECT)
+        await asyncio.sleep(2.5)  # the terminal's own wait, longer than the budget
+        _, sw = await reader.transmit(SELECT)
+        return sw
+
+    assert run_with_card(make_card(), fn, reader_kw={"session_ms": 2000}) == 0x9000
 
 
 def test_start_session_restarts_the_clock_and_sets_the_length():
