@@ -126,7 +126,7 @@ class CardReader:
             self.session_ms = ms
         self._spent = 0
 
-    def _late(self, now):
+    def _late(self, now, wwt=True):
         """The error that ends the running operation at `now`, or None."""
         if not self.present():
             return CardRemoved()
@@ -135,18 +135,22 @@ class CardReader:
             return SessionTimeout("card session over %d ms" % self.session_ms)
         if op >= self.apdu_ms:
             return ApduTimeout("operation over %d ms" % self.apdu_ms)
-        if ticks_diff(now, self._last) > self.wwt_ms:
+        if wwt and ticks_diff(now, self._last) > self.wwt_ms:
             return CardMute("no byte in %d ms" % self.wwt_ms)
         return None
 
     async def _watch(self, task):
+        # Late twice in a row: after a stalled event loop the byte may be
+        # waiting in the buffer, so the reader gets one slice to take it.
+        late = False
         try:
             while True:
                 why = self._late(ticks_ms())
-                if why is not None:
+                if why is not None and late:
                     self._why = why
                     task.cancel()
                     return
+                late = why is not None
                 await _sleep_ms(_SLICE_MS)
         except asyncio.CancelledError:
             pass
@@ -176,7 +180,7 @@ class CardReader:
     async def _byte(self):
         """One byte; the watchdog bounds the wait, and every byte is checked
         against the deadlines (a card flooding bytes never stalls a read)."""
-        why = self._late(ticks_ms())
+        why = self._late(ticks_ms(), False)  # a late byte may be buffered: the dog judges
         if why is not None:
             raise why
         try:

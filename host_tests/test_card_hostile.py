@@ -144,6 +144,27 @@ def test_foreign_cancel_passes_through_and_leaves_no_watchdog():
     assert run_with_card(make_card(), fn, t0_fault="mute") == "still running"
 
 
+def test_a_stalled_event_loop_is_not_a_mute_card():
+    # the card answers at once while the loop is blocked past the 1 s WWT
+    # (a flash erase, a long computation): its bytes wait in the buffer
+    async def fn(reader, sim):
+        await reader.power_up()
+
+        async def stall():
+            await asyncio.sleep(0)
+            time.sleep(1.3)  # blocking, on purpose
+
+        t = asyncio.create_task(stall())
+        took = time.monotonic()
+        _, sw = await reader.transmit(SELECT)
+        took = time.monotonic() - took
+        await t
+        return sw, took
+
+    sw, took = run_with_card(make_card(), fn)
+    assert sw == 0x9000 and took >= 1.3  # the stall was inside the APDU
+
+
 def test_normal_card_unaffected_by_deadlines():
     async def fn(reader, sim):
         await reader.power_up()
@@ -155,14 +176,14 @@ def test_normal_card_unaffected_by_deadlines():
 
 # -- the same under MicroPython, 96 KB heap --
 
-def _mp_hostile(card, apdu, session_ms=0, **sim_kw):
+def _mp_hostile(card, apdu, session_ms=0, stall_ms=0, **sim_kw):
     port = free_port()
     sim = card_sim.T0Sim("127.0.0.1", port, card, **sim_kw)
     t = threading.Thread(target=sim.insert)
     t.start()
     try:
         return run_mp_json("host_tests/mp/card_hostile.py", port, apdu.hex(), session_ms,
-                           heap="96k", timeout=90)
+                           stall_ms, heap="96k", timeout=90)
     finally:
         t.join()
         sim.pull()
@@ -193,3 +214,10 @@ def test_mp_session_deadline():
     got = _mp_hostile(make_card(), SELECT, session_ms=2500, nulls=5, null_every=0.2)
     assert got["error"] == "SessionTimeout" and got["mute"] and got["ok"] >= 1, got
     assert 2450 <= got["ms"] < 10000
+
+
+def test_mp_a_stalled_event_loop_is_not_a_mute_card():
+    # 50 SELECTs; the loop blocked 1.3 s (past the 1 s WWT) in the middle
+    got = _mp_hostile(make_card(), SELECT, stall_ms=1300)
+    assert "error" not in got and got["ok"] == 50, got
+    assert got["ms"] >= 1300

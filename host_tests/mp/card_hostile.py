@@ -1,7 +1,8 @@
 # The T=0 driver alone under MicroPython against a (hostile) card simulator:
 # listen on the slot, power the card up, send one APDU again and again until
 # something gives, print one JSON line: what ended it and after how long.
-# argv: port apdu_hex session_ms (0: the reader's default)
+# argv: port apdu_hex session_ms (0: the reader's default) [stall_ms: block
+# the event loop that long once, in the first APDU, as a flash erase would]
 import asyncio
 import gc
 import json
@@ -13,8 +14,14 @@ from card_reader import CardMute, CardReader, ProtocolError
 port = int(sys.argv[1])
 apdu = bytes.fromhex(sys.argv[2])
 session_ms = int(sys.argv[3])
+stall_ms = int(sys.argv[4]) if len(sys.argv) > 4 else 0
 result = {"ok": 0}
 done = asyncio.Event()
+
+
+async def stall():
+    await asyncio.sleep_ms(0)
+    time.sleep_ms(stall_ms)  # blocking: nothing else runs meanwhile
 
 
 async def on_card(r, w):
@@ -25,6 +32,8 @@ async def on_card(r, w):
     try:
         await reader.power_up()
         result["wwt_ms"] = reader.wwt_ms
+        if stall_ms:
+            asyncio.create_task(stall())
         for _ in range(50):
             await reader.transmit(apdu)
             result["ok"] += 1
