@@ -152,7 +152,7 @@ def test_a_stalled_event_loop_is_not_a_mute_card():
 
         async def stall():
             await asyncio.sleep(0)
-            time.sleep(1.3)  # blocking, on purpose
+            time.sleep(1.3)  # noqa: ASYNC251 - blocking the loop is the point
 
         t = asyncio.create_task(stall())
         took = time.monotonic()

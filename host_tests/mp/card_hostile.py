@@ -32,8 +32,7 @@ async def on_card(r, w):
     try:
         await reader.power_up()
         result["wwt_ms"] = reader.wwt_ms
-        if stall_ms:
-            asyncio.create_task(stall())
+        staller = asyncio.create_task(stall()) if stall_ms else None  # noqa: F841
         for _ in range(50):
             await reader.transmit(apdu)
             result["ok"] += 1
