@@ -175,12 +175,3 @@ class UserCard:
         data = cf.pack_return(balance, count, result, terminal, when)
         await self.write_file(cf.SFI_RETURN, data, "write-back")
 
-
-def refuse_reason(info):
-    """None if the terminal may top up from this card, else the message for
-    the screen (opening cards belong at the meter)."""
-    if info.card_type == cf.OPENING:
-        return "Opening card: insert it at the meter"
-    if info.count == 0:
-        return "Card has no purchase"
-    return None
