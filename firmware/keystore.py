@@ -222,7 +222,8 @@ class KeyStore:
         if n < 3 or data[0:3] != _MAGIC:
             raise KeyStoreError(where + " is not a key store (wrong magic): re-provision it")
         if n < 4 or data[3] != _VERSION:
-            raise KeyStoreError(where + " has an unsupported version: update the firmware or re-provision")
+            raise KeyStoreError(where + " has an unsupported version:"
+                                " update the firmware or re-provision")
         if n < _HEAD + 32:
             raise KeyStoreError(where + " is truncated (%d bytes): re-provision it" % n)
         count = int.from_bytes(data[58:60], "little")

@@ -132,7 +132,8 @@ def _fkck():
     for i in range(32):
         # CK[i] bytes are (4i + j) * 7 mod 256, j = 0..3
         c = 28 * i
-        w.append((c & 255) << 24 | ((c + 7) & 255) << 16 | ((c + 14) & 255) << 8 | ((c + 21) & 255))
+        w.append((c & 255) << 24 | ((c + 7) & 255) << 16
+                 | ((c + 14) & 255) << 8 | ((c + 21) & 255))
     return array("I", w)
 
 

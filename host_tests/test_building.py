@@ -24,7 +24,8 @@ ROOT = building.ROOT
 
 
 def _run(*args):
-    return subprocess.run([sys.executable, os.path.join(ROOT, "tools", "building.py")] + list(args),
+    return subprocess.run([sys.executable, os.path.join(ROOT, "tools", "building.py"),
+                           *args],
                           capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL)
 
 

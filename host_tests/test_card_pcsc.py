@@ -1,9 +1,10 @@
 """The sales-office card tool against real PC/SC: our own pcscd with
 Debian's vpcd driver, the simulated card plugged in as a virtual card.
 
-One pcscd per machine: every test here shares one pcscd (module fixture), and a file lock keeps a second pytest-xdist
-worker from starting another one (the xdist_group mark only helps under
---dist loadgroup; the lock works under any distribution). A missing Debian
+One pcscd per machine: every test here shares one pcscd (module fixture), and
+a file lock keeps a second pytest-xdist worker from starting another one (the
+xdist_group mark only helps under --dist loadgroup; the lock works under any
+distribution). A missing Debian
 package FAILS the tests with its name: CI must not skip them silently.
 """
 import contextlib
@@ -169,7 +170,8 @@ def test_tool_usage_errors():
     for args in (["sell", "--amount", "1.234"], ["sell", "--amount", "-5"],
                  ["issue", "--type", "purchase", "--meter", "12", "--customer", "112233445566"]):
         p = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "card_tool.py"),
-                            "--card-master-key", MK_C.hex()] + args, capture_output=True, text=True)
+                            "--card-master-key", MK_C.hex()] + args,
+                           capture_output=True, text=True)
         assert p.returncode == 2 and "error" in p.stderr, p.stderr
     rc, out = tool("dump", key="abcd")
     assert rc == 1 and "32 hex digits" in out

@@ -216,7 +216,7 @@ def test_micropython_renders_the_same_pixels(mpy_dir, tmp_path):
     # last screen, exactly.
     data = shot.read_bytes()
     assert summary["png_bytes"] == len(data)
-    w, h, rows = render_screens.decode(data)
+    _w, _h, rows = render_screens.decode(data)
     ref = render_screens.Panel()
     screens.render(ref, *MP_CASES[-1][:2], **MP_CASES[-1][2])
     assert _panel_from_png(rows) == [[ref.pixel(x, y) for x in range(128)] for y in range(64)]

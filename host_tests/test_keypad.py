@@ -181,7 +181,9 @@ def test_task_scans_and_feeds_the_queue():
         m.release("7")
 
         async def released():
-            while kp.pressed:  # debounced state, whatever the machine's load
+            # debounced state, whatever the machine's load; Keypad has no
+            # release event to wait on, so poll it as the scan task would
+            while kp.pressed:  # noqa: ASYNC110
                 await asyncio.sleep(0.002)
         await asyncio.wait_for(released(), 1)
         m.press("ok")

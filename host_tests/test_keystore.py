@@ -98,7 +98,7 @@ def test_every_truncation_and_extension_is_refused(tmp_path):
 
 def test_messages_say_what_to_do(tmp_path):
     data = _file(tmp_path)
-    with pytest.raises(KeyStoreError, match="missing.*provision"):
+    with pytest.raises(KeyStoreError, match=r"missing.*provision"):
         KeyStore.load(str(tmp_path / "nope.bin"))
     with pytest.raises(KeyStoreError, match="wrong magic"):
         KeyStore.from_bytes(b"XKS" + data[3:])
@@ -190,7 +190,8 @@ def test_tool_dev_store_seal_import_show(tmp_path):
     ks = KeyStore.load(p)
     assert ks.meter_key("000000000001").hex() == K_M_VECTOR
     assert ks.card_key(H("8800000000000001")).hex() == K_C_VECTOR
-    r = _tool("seal", "--transport", K_T.hex(), "--address", "000000000007", "--km", OTHER_KM.hex())
+    r = _tool("seal", "--transport", K_T.hex(), "--address", "000000000007",
+              "--km", OTHER_KM.hex())
     assert r.returncode == 0, r.stderr
     rec = r.stdout.strip()
     assert OTHER_KM.hex() not in rec
@@ -269,8 +270,10 @@ def test_oversized_file_is_refused_by_its_size_before_it_is_read(tmp_path, monke
         f.truncate(64 << 20)  # sparse
     opened = []
     real_open = open
-    monkeypatch.setattr(storage, "open", lambda *a: opened.append(a) or real_open(*a), raising=False)
-    monkeypatch.setattr(keystore, "open", lambda *a: opened.append(a) or real_open(*a), raising=False)
+    monkeypatch.setattr(storage, "open", lambda *a: opened.append(a) or real_open(*a),
+                        raising=False)
+    monkeypatch.setattr(keystore, "open", lambda *a: opened.append(a) or real_open(*a),
+                        raising=False)
     with pytest.raises(KeyStoreError, match="too large"):
         KeyStore.load(str(p))
     assert opened == []
@@ -323,7 +326,8 @@ def test_overrides_stay_in_address_order_through_import_and_remove():
     assert ks.meter_key("000000000200") == H("a5" * 16)
     back = KeyStore.from_bytes(ks.to_bytes())
     assert back.to_bytes() == ks.to_bytes() and back.meter_key("120000000000") == OTHER_KM
-    assert back.meter_key("000000000300") == sm4.kdf(MK_M, bcd.from_digits("000000000300") + b"\0\0")
+    assert back.meter_key("000000000300") == sm4.kdf(
+        MK_M, bcd.from_digits("000000000300") + b"\0\0")
     back.import_meter_key(keystore.seal_meter_key(K_T, "000000000300", OTHER_KM))
     assert back.overrides()[2] == "000000000200" and back.meter_key("000000000300") == OTHER_KM
 
@@ -333,7 +337,8 @@ def test_records_out_of_address_order_are_refused():
     r2 = keystore.seal_meter_key(K_T, "000000000002", OTHER_KM)
     body = bytearray(dev_store().to_bytes()[:-32])
     body[58:60] = (2).to_bytes(2, "little")
-    assert KeyStore.from_bytes(_rehash(bytes(body) + r1 + r2)).overrides() == ["000000000001", "000000000002"]
+    assert KeyStore.from_bytes(_rehash(bytes(body) + r1 + r2)).overrides() == [
+        "000000000001", "000000000002"]
     with pytest.raises(KeyStoreError, match="000000000001 out of order"):
         KeyStore.from_bytes(_rehash(bytes(body) + r2 + r1))
 
@@ -360,7 +365,7 @@ def test_fat_save_cut_between_remove_and_rename_is_recovered(tmp_path, monkeypat
 
     def remove_then_cut(path):
         real_remove(path)
-        raise PowerCut()
+        raise PowerCut
     monkeypatch.setattr(os, "remove", remove_then_cut)
     with pytest.raises(PowerCut):
         new.save(p)
@@ -443,7 +448,8 @@ def _raw_record(address, k_m, k_t=K_T):
 
 
 def test_hand_sealer_matches_the_module():
-    assert _raw_record("000000000002", OTHER_KM) == keystore.seal_meter_key(K_T, "000000000002", OTHER_KM)
+    assert _raw_record("000000000002", OTHER_KM) == keystore.seal_meter_key(
+        K_T, "000000000002", OTHER_KM)
 
 
 @pytest.mark.parametrize("blank", [bytes(16), b"\xff" * 16])

@@ -244,7 +244,8 @@ def test_profile_vectors_sim_esam_and_oracle():
     assert e.mac(ks, e.DI_TOPUP + cust + amount + count).hex() == "ee062820"
     assert mac(ks, di("070102FF") + cust + amount + count).hex() == "ee062820"
     # the card-side vectors use the same primitives
-    kc = e.kdf(bytes.fromhex("fedcba98765432100123456789abcdef"), bytes.fromhex("8800000000000001"))
+    kc = e.kdf(bytes.fromhex("fedcba98765432100123456789abcdef"),
+               bytes.fromhex("8800000000000001"))
     assert kc.hex() == "abda29639f7c41bb08b19986a484c1a8"
     rt = bytes.fromhex("0102030405060708")
     assert e.sm4(kc, rt + e.invert(rt))[:8].hex() == "9bfb8b0670768b7a"
@@ -471,16 +472,16 @@ def test_topup_refusals_leave_balance_and_count(sim, bus):
     cust = "100000000001"
     assert serr(s.topup(100, 2, cust)) == 0x08                      # no session
     cases = [
-        (dict(mac1=b"\x00" * 4), 0x04),                             # forged MAC1
-        (dict(mac2=b"\x00" * 4), 0x04),                             # forged MAC2
-        (dict(customer="100000000002"), 0x10),                      # customer mismatch
-        (dict(count=3), 0x20),                                      # count + 2
-        (dict(count=0), 0x20),                                      # count going back
-        (dict(count=1), 0x02),                                      # repeat
-        (dict(amount=99999999 - 10000 + 1), 0x40),                  # over the hoarding limit
+        ({"mac1": b"\x00" * 4}, 0x04),                             # forged MAC1
+        ({"mac2": b"\x00" * 4}, 0x04),                             # forged MAC2
+        ({"customer": "100000000002"}, 0x10),                      # customer mismatch
+        ({"count": 3}, 0x20),                                      # count + 2
+        ({"count": 0}, 0x20),                                      # count going back
+        ({"count": 1}, 0x02),                                      # repeat
+        ({"amount": 99999999 - 10000 + 1}, 0x40),                  # over the hoarding limit
     ]
     for change, bit in cases:
-        kw = dict(amount=100, count=2, customer=cust)
+        kw = {"amount": 100, "count": 2, "customer": cust}
         kw.update(change)
         s.auth()
         assert serr(s.topup(**kw)) == bit, change
@@ -536,7 +537,8 @@ def test_session_expiry(sim, bus):
 
 def test_open_account_and_replace(sim, bus):
     m = sim.control("replace", address=M3, new_address="000000000033")["meter"]
-    assert (m["balance"], m["count"], m["opened"], m["customer"]) == (5000, 0, False, "000000000000")
+    assert (m["balance"], m["count"], m["opened"], m["customer"]) == (
+        5000, 0, False, "000000000000")
     assert bus.reply(0) is None
     bus.send(frame(M3, 0x11, di("00000000")))
     assert bus.raw(0.1) == b""                           # the old address is gone
@@ -552,7 +554,8 @@ def test_open_account_and_replace(sim, bus):
     f = s.topup(1000, 1, "112233445566", item="070101FF")
     assert f["c"] == 0x83 and f["data"] == di("070101FF")
     m = sim.meter("000000000033")
-    assert (m["balance"], m["count"], m["opened"], m["customer"]) == (6000, 1, True, "112233445566")
+    assert (m["balance"], m["count"], m["opened"], m["customer"]) == (
+        6000, 1, True, "112233445566")
     s.auth()
     assert serr(s.topup(1000, 2, "112233445566", item="070101FF")) == 0x01  # already open
     s.auth()
@@ -652,7 +655,8 @@ def test_fault_drop_reply_after_topup(sim, bus):
     assert s.readback()[1]["macs_ok"]
     a, n = struct.pack("<I", 700), struct.pack("<I", 2)
     cu = addr_raw("100000000001")
-    payload = a + n + mac(s.ks, di("070102FF") + a + n) + cu + mac(s.ks, di("070102FF") + cu + a + n)
+    payload = (a + n + mac(s.ks, di("070102FF") + a + n)
+               + cu + mac(s.ks, di("070102FF") + cu + a + n))
     bus.send(frame(M1, 0x03, di("070102FF") + bytes(4) + payload))
     assert bus.raw(0.2) == b""                      # credited, but silent
     _, rb = s.readback()
@@ -775,7 +779,8 @@ def test_control_rejects_bad_fields_and_changes_nothing(sim, fields, message):
 
 
 def test_control_protocol_errors(sim):
-    s = socket.create_connection((sim.control_addr.split(":")[1], int(sim.control_addr.split(":")[2])))
+    _, host, port = sim.control_addr.split(":")[:3]
+    s = socket.create_connection((host, int(port)))
     f = s.makefile("rwb")
     for line, error in ((b"not json\n", "bad JSON"), (b"[1]\n", "object"),
                         (b'{"cmd": "fly"}\n', "unknown cmd"), (b'{}\n', "cmd"),
@@ -810,7 +815,8 @@ def test_control_stats_log_inject(sim, bus):
     assert reply == frame(M1, 0x91, di("00000000") + bcd(11234, 4)).hex()
     sim.fault(M1, "no_reply")                                  # faults not applied to inject
     assert sim.control("inject", hex=frames[0])["reply"] is not None
-    assert sim.control("inject", hex=frame("000000000077", 0x11, di("00000000")).hex())["reply"] is None
+    stray = frame("000000000077", 0x11, di("00000000")).hex()  # no such meter
+    assert sim.control("inject", hex=stray)["reply"] is None
     bad = bytearray(bytes.fromhex(frames[0]))
     bad[-2] ^= 0xFF
     with pytest.raises(MeterSimError, match="checksum"):
@@ -889,7 +895,7 @@ def test_start_failures_are_reported(meters, args, message):
             pass
 
 
-# -- the simulator's stream parser, and an outside oracle ------------------------------------------
+# -- the simulator's stream parser, and an outside oracle -----------------------------------------
 import meter_sim_codec  # noqa: E402
 from hypothesis import given, settings, strategies as st  # noqa: E402
 
@@ -953,7 +959,8 @@ import json, sys
 from dlt645.protocol.protocol import DLT645Protocol as P
 job = json.load(sys.stdin)
 if job["mode"] == "build":
-    out = [bytes(P.build_frame(bytes.fromhex(a), c, bytes.fromhex(d))).hex() for a, c, d in job["frames"]]
+    out = [bytes(P.build_frame(bytes.fromhex(a), c, bytes.fromhex(d))).hex()
+           for a, c, d in job["frames"]]
 else:
     out = []
     for h in job["frames"]:

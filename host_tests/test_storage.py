@@ -106,7 +106,8 @@ def test_oversized_file_is_refused_before_it_is_opened(tmp_path, monkeypatch):
     assert read_checked(p, max_size=100) == b"x" * 100  # the bound is the payload's
     opened = []
     real_open = open
-    monkeypatch.setattr(storage, "open", lambda *a: opened.append(a) or real_open(*a), raising=False)
+    monkeypatch.setattr(storage, "open", lambda *a: opened.append(a) or real_open(*a),
+                        raising=False)
     with pytest.raises(Corrupt, match=r"too large \(140 bytes, at most 139 expected\)"):
         read_checked(p, max_size=99)
     with open(p, "r+b") as f:
@@ -184,7 +185,7 @@ class Torn:
         self.f.write(bytes(b[:n]))
         self.left -= n
         if n < len(b):
-            raise PowerCut()
+            raise PowerCut
 
     def __getattr__(self, name):
         return getattr(self.f, name)
@@ -207,7 +208,7 @@ def test_cut_at_every_step_reads_old_or_new(tmp_path, monkeypatch, request, fs):
 
     def remove_then_cut(path):
         real_remove(path)
-        raise PowerCut()
+        raise PowerCut
     steps = [("tmp bytes", k) for k in range(0, 8 + len(NEW) + 32, 5)]
     seen = set()
     for step in steps + [("rename", 0), ("remove", 0), ("none", 0)]:
@@ -215,7 +216,8 @@ def test_cut_at_every_step_reads_old_or_new(tmp_path, monkeypatch, request, fs):
             real_remove(os.path.join(tmp_path, n))
         write_atomic(p, OLD)
         if step[0] == "tmp bytes":
-            monkeypatch.setattr(storage, "_create", lambda path, private: Torn(real_create(path, private), step[1]))
+            monkeypatch.setattr(storage, "_create",
+                                lambda path, private: Torn(real_create(path, private), step[1]))
         elif step[0] == "rename":
             monkeypatch.setattr(os, "rename", lambda *a: (_ for _ in ()).throw(PowerCut()))
         elif step[0] == "remove":

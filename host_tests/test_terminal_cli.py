@@ -118,20 +118,22 @@ def test_card_slot_port_in_use(tmp_path, meters):
     (None, ["not found", "--keys"]),
     ("[]", ["terminal_id"]),
     ('{"terminal_id": "000000000099", "mk_m": "00", "mk_c": "11"}', ["mk_m"]),
-    ('{"terminal_id": "99", "mk_m": "0123456789abcdeffedcba9876543210",'
-     ' "mk_c": "fedcba98765432100123456789abcdef"}', ["terminal id"]),
+    (('{"terminal_id": "99", "mk_m": "0123456789abcdeffedcba9876543210",'
+      ' "mk_c": "fedcba98765432100123456789abcdef"}'), ["terminal id"]),
 ])
 def test_bad_dev_key_files(tmp_path, content, words):
     p = tmp_path / "keys.json"
     if content is not None:
         p.write_text(content)
-    one_line_error(*run("--state", str(tmp_path), "--card-slot", "tcp:127.0.0.1:7", "--keys", str(p)), *words)
+    one_line_error(*run("--state", str(tmp_path), "--card-slot", "tcp:127.0.0.1:7",
+                        "--keys", str(p)), *words)
 
 
 def test_key_store_error_without_usage_noise(tmp_path):
     p = tmp_path / "ks.bin"
     p.write_bytes(b"not a key store")
-    one_line_error(*run("--state", str(tmp_path), "--card-slot", "tcp:127.0.0.1:7", "--keystore", str(p)),
+    one_line_error(*run("--state", str(tmp_path), "--card-slot", "tcp:127.0.0.1:7",
+                        "--keystore", str(p)),
                    "key store", "re-provision")
 
 

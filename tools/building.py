@@ -211,7 +211,7 @@ class Cards:
         self.pull()
 
 
-CARD_KEYS_LABEL = {kind: label for kind, label in CARD_KEYS.values()}
+CARD_KEYS_LABEL = dict(CARD_KEYS.values())  # kind -> label
 
 
 class KeyFilter:
@@ -338,8 +338,10 @@ def _on_pty(cmd, cards, hint_fallback):
         os.setsid()
         fcntl.ioctl(0, termios.TIOCSCTTY, 0)
 
+    # preexec_fn: TIOCSCTTY must run in the child after setsid(), which Popen
+    # has no option for; building.py starts no threads, so fork is safe here.
     child = subprocess.Popen(cmd, stdin=slave, stdout=slave, stderr=slave,
-                             preexec_fn=ctty, close_fds=True)
+                             preexec_fn=ctty, close_fds=True)  # noqa: PLW1509
     os.close(slave)
     fin, fout = sys.stdin.fileno(), sys.stdout.fileno()
     saved = termios.tcgetattr(fin)

@@ -231,12 +231,13 @@ class Office:
             raise ToolError("purchase %d on this card has not reached the meter yet; "
                             "take the card to the terminal or meter first (or --force)" % count)
         self.write_purse(param, amount, count + 1)
-        return ["sold %s yuan on card %s: purchase count %d" % (yuan(amount), self.serial.hex(), count + 1)]
+        return ["sold %s yuan on card %s: purchase count %d"
+                % (yuan(amount), self.serial.hex(), count + 1)]
 
     def status(self):
         """Return (reached: bool, lines)."""
         self.open()
-        param, (amount, count, _) = self._issued_checked()
+        _param, (amount, count, _) = self._issued_checked()
         ret = self.returned()
         if ret is None:
             return False, ["purchase %d (%s yuan): no write-back on the card yet, "
@@ -262,7 +263,8 @@ class Office:
         lines += ["type: %s" % cf.TYPE_NAMES[card_type], "meter: %s" % meter,
                   "customer: %s" % customer,
                   "purse: %s yuan, purchase count %d, sale MAC %s" % (
-                      yuan(purse[0]), purse[1], "OK" if self.check_purse(param, purse) else "FORGED")]
+                      yuan(purse[0]), purse[1],
+                      "OK" if self.check_purse(param, purse) else "FORGED")]
         ret = self.returned()
         lines.append("return file: %s" % ("empty" if ret is None else ret))
         return lines
@@ -301,7 +303,8 @@ def build_parser():
     i.add_argument("--force", action="store_true", help="re-issue an issued card")
     s = sub.add_parser("sell", help="write a purchase onto the card (count + 1)")
     s.add_argument("--amount", type=parse_yuan, required=True, help="yuan, e.g. 100.00")
-    s.add_argument("--force", action="store_true", help="sell although the last purchase is unconfirmed")
+    s.add_argument("--force", action="store_true",
+                   help="sell although the last purchase is unconfirmed")
     sub.add_parser("status", help="did the last purchase reach the meter? (exit 1 if not)")
     sub.add_parser("dump", help="show every file and check the card")
     return p

@@ -84,7 +84,7 @@ def encode(addr_raw, control, data=b""):
 class Frame:
     """A received frame. data is unscrambled; raw is 68..16 as received."""
 
-    __slots__ = ("addr", "control", "data", "raw", "wire", "t_first", "t_last")
+    __slots__ = ("addr", "control", "data", "raw", "t_first", "t_last", "wire")
 
     def __init__(self, raw, wire=None, t_first=0.0, t_last=0.0):
         self.raw = bytes(raw)

@@ -19,7 +19,7 @@ def _arg(req, name, kind=str, default=KeyError):
     value = req[name]
     if value is None and default is None:
         return None
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise StateError("%r has the wrong type: %r" % (name, value))
     return value
 

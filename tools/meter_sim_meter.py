@@ -1,6 +1,8 @@
 """One simulated DL/T 645-2007 prepaid meter: its state (the JSON the
 control interface and --meters files use) and its answers to one request."""
-import datetime
+# A meter's clock is local wall-clock time with no time zone, as DL/T 645
+# carries it: the datetimes here are naive on purpose (hence the DTZ noqa).
+import datetime as dt
 import time
 
 import meter_sim_codec as codec
@@ -58,7 +60,7 @@ def _clock(v):
     try:
         if not 0 <= v[0] <= 99:
             raise ValueError
-        return datetime.datetime(2000 + v[0], *v[1:])
+        return dt.datetime(2000 + v[0], *v[1:])  # noqa: DTZ001 (meter wall clock)
     except ValueError:
         raise StateError("clock is not a valid date and time: %r" % (v,)) from None
 
@@ -124,7 +126,7 @@ class Meter:
         self.failures = 0
         self._key = None
         self._serial = None
-        self._set_clock(datetime.datetime.now().replace(microsecond=0))
+        self._set_clock(dt.datetime.now().replace(microsecond=0))  # noqa: DTZ005 (local time)
         self._fail_day = self.clock().date()
         self.esam = esam.Esam(self)
         self.pending = {}      # DI -> value being sent in follow-up parts
@@ -197,13 +199,13 @@ class Meter:
         return self._serial or bytes.fromhex("5e5a" + self.address)
 
     # -- clock (runs from when it was last set) ----------------------------
-    def _set_clock(self, dt):
-        self._clock_base = dt
+    def _set_clock(self, when):
+        self._clock_base = when
         self._clock_at = time.monotonic()
 
     def clock(self):
-        dt = self._clock_base + datetime.timedelta(seconds=time.monotonic() - self._clock_at)
-        return dt.replace(microsecond=0)
+        now = self._clock_base + dt.timedelta(seconds=time.monotonic() - self._clock_at)
+        return now.replace(microsecond=0)
 
     def roll_day(self):
         """Failure counting is per day of the meter's own clock."""
@@ -249,7 +251,8 @@ class Meter:
         c = self.clock()
         if di == _DI_DATE:
             week = (c.weekday() + 1) % 7          # 0 = Sunday
-            return codec.digits_to_bcd("%02d%02d%02d%02d" % (c.year % 100, c.month, c.day, week), 4)
+            return codec.digits_to_bcd(
+                "%02d%02d%02d%02d" % (c.year % 100, c.month, c.day, week), 4)
         if di == _DI_TIME:
             return codec.digits_to_bcd("%02d%02d%02d" % (c.hour, c.minute, c.second), 3)
         return None
@@ -326,8 +329,8 @@ class Meter:
             return False
         try:
             ss, mi, hh, dd, mo, yy = (codec.from_bcd(data[i:i + 1]) for i in range(6))
-            dt = datetime.datetime(2000 + yy, mo, dd, hh, mi, ss)
+            when = dt.datetime(2000 + yy, mo, dd, hh, mi, ss)  # noqa: DTZ001 (meter wall clock)
         except ValueError:
             return False
-        self._set_clock(dt)
+        self._set_clock(when)
         return True

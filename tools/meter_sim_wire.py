@@ -26,8 +26,8 @@ async def sleep_until(t):
     if d > _SPIN_S:
         await asyncio.sleep(d - _SPIN_S)
         d = t - time.monotonic()
-    if d > 0:
-        time.sleep(d)
+    if d > 0:  # at most _SPIN_S: blocking the loop this long is the point
+        time.sleep(d)  # noqa: ASYNC251
 
 
 class Wire:

@@ -158,7 +158,8 @@ def _stop_on_sigterm(*_):
 def main(argv=None):
     p = argparse.ArgumentParser(description="A private pcscd with the vpcd virtual reader.")
     p.add_argument("--port", type=int, default=VPCD_PORT,
-                   help="vpcd's port (default %(default)s; card_sim.py vpcd --vpcd 127.0.0.1:PORT)")
+                   help="vpcd's port (default %(default)s;"
+                        " card_sim.py vpcd --vpcd 127.0.0.1:PORT)")
     a = p.parse_args(argv)
     signal.signal(signal.SIGTERM, _stop_on_sigterm)
     signal.signal(signal.SIGHUP, _stop_on_sigterm)

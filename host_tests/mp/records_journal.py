@@ -3,7 +3,6 @@ seeding that never overwrites, the ring that never reuses an open slot, a
 remount that finds everything again, a torn slot read as empty. Prints one
 JSON line of findings."""
 import json
-import os
 
 import flash
 import journal

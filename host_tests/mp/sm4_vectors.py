@@ -30,11 +30,13 @@ def run():
     amount_count = bytes.fromhex("1027000002000000")
     r["mac1"] = sm4.mac(ks, DI_TOPUP + amount_count).hex()
     r["mac2"] = sm4.mac(ks, DI_TOPUP + bytes.fromhex("665544332211") + amount_count).hex()
-    kc = sm4.kdf(bytes.fromhex("fedcba98765432100123456789abcdef"), bytes.fromhex("8800000000000001"))
+    kc = sm4.kdf(bytes.fromhex("fedcba98765432100123456789abcdef"),
+                 bytes.fromhex("8800000000000001"))
     r["kc"] = kc.hex()
     rt = bytes.fromhex("0102030405060708")
     r["int_auth"] = sm4.encrypt(kc, rt + bytes(b ^ 0xFF for b in rt))[0:8].hex()
-    r["sale_mac"] = sm4.mac(kc, bytes.fromhex("02010000000000665544332211" "10270000" "02000000")).hex()
+    r["sale_mac"] = sm4.mac(kc, bytes.fromhex(
+        "02010000000000665544332211" "10270000" "02000000")).hex()
     r["wb_mac"] = sm4.mac(kc, bytes.fromhex(
         "11223344" "04d685001c" "983a00000200000000990000000000301924112600000000")).hex()
     # MAC over 16, 17 and 31 bytes: full-block and partial-block padding
