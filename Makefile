@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup run test bench glyphs screens clean
+.PHONY: setup run test bench soak glyphs screens clean
 
 $(STAMP): requirements.txt debian-packages.txt tools/setup_host.sh
 	bash tools/setup_host.sh
@@ -19,6 +19,11 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) tools/bench.py
+
+# Issue 10's soak: 10,000 purchases over 32 simulated meters with random card
+# pulls, bus faults and power cuts; exactly once, to the fen (minutes).
+soak: $(STAMP)
+	$(PY) tools/soak_topup.py --purchases 10000 --meters 32
 
 # The glyph subset and the approved screen images are generated; `make test`
 # fails when either is stale. Regenerate, then review docs/screens/ by eye.

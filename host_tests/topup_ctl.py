@@ -200,7 +200,7 @@ class Rig:
 
     def __init__(self, meters, baud=115200, reply_delay_ms=1, poll=False, mode="cpu",
                  mitm=False, display=True, torn=1, interval=5, tmpdir=None, clock=CLOCK,
-                 mpy=None):
+                 mpy=None, blocks=64):
         self.meter_states = meters
         self.sim = MeterSim(meters=meters, baud=baud, reply_delay_ms=reply_delay_ms)
         self.baud = baud
@@ -212,6 +212,7 @@ class Rig:
         self.torn = torn
         self.clock = clock
         self.mpy = mpy
+        self.blocks = blocks
         self.interval = interval
         self.term = None
         self.slot = None
@@ -238,6 +239,7 @@ class Rig:
                               if self.poll else [], "interval": self.interval,
                               "mode": self.mode, "torn": self.torn, "display": self.display,
                               "clock": self.clock, "flash": self.image,
+                              "blocks": self.blocks,
                               "image": self.image, "mk_m": MK_M, "terminal_id": TERMINAL})
         for m in self.meter_states:
             st = self.sim.meter(m["address"])
@@ -345,17 +347,20 @@ class Rig:
         self.term.cmd("restore", path=path)
 
     # --- the invariant -----------------------------------------------------
-    def meters_now(self):
-        return {m["address"]: self.sim.meter(m["address"]) for m in self.meter_states}
+    def meters_now(self, only=None):
+        return {m["address"]: self.sim.meter(m["address"]) for m in self.meter_states
+                if only is None or m["address"] in only}
 
-    def check(self, settled=True):
+    def check(self, settled=True, only=None):
         """Issue 10's invariant through the simulators' own state. A
         purchase whose count is on the meter landed; its amount must be
         there exactly once, and nothing else. With settled=True every
         purchase sold must have landed and its card say so."""
-        now = self.meters_now()
+        now = self.meters_now(only)
         problems = []
         for meter, sold in self.sold.items():
+            if meter not in now:
+                continue
             bal0, cnt0 = self.initial[meter]
             st = now[meter]
             landed = [p for p in sold if p.count <= st["count"]]
@@ -543,3 +548,86 @@ class Mitm:
                     except OSError:
                         pass
         self._t.join(5)
+
+
+class World:
+    """Customers buying and topping up at random, with faults: a card
+    pulled early, a lying or silent bus, a power cut; then everything
+    healed (an honest bus, power, every card re-inserted until settled)
+    and issue 10's invariant checked, to the fen.
+
+    One card per meter (its customer's), sold again at the office only
+    once its return file shows the last purchase on the meter (the office
+    reads the card back before a new sale)."""
+
+    FAULTS = ("none", "pull", "mitm", "silent", "cut", "reboot")
+
+    def __init__(self, rig, rnd):
+        self.rig = rig
+        self.rnd = rnd
+        self.card = {}  # meter -> its customer's latest Purchase
+        self.stats = dict.fromkeys(self.FAULTS, 0)
+        self.stats["sold"] = 0
+        self.stats["sessions"] = 0
+        self.stats["cuts"] = 0
+
+    def settled(self, meter):
+        p = self.card.get(meter)
+        if p is None:
+            return True
+        r = p.returned()
+        return r is not None and r["count"] == p.count and r["result"] in (RET_CREDITED,
+                                                                            RET_ALREADY)
+
+    def step(self, meter, fault, arg=0, amount=None):
+        """The resident of `meter` comes with the card (bought first, if
+        the last purchase is settled), under `fault` (arg: its parameter)."""
+        rig = self.rig
+        p = self.card.get(meter)
+        if self.settled(meter):
+            serial = p.serial if p is not None else None
+            p = rig.sell(meter, amount=amount or self.rnd.randint(1, 5000), serial=serial)
+            self.card[meter] = p
+            self.stats["sold"] += 1
+        self.stats[fault] += 1
+        self.stats["sessions"] += 1
+        since = rig.term.mark()
+        if fault == "reboot":
+            rig.term.cmd("halt")
+            rig.boot()
+            fault = "none"
+        if fault == "cut":
+            rig.term.cmd("arm", after=arg)
+        if rig.mitm is not None:
+            if fault == "mitm":
+                rig.mitm.set_plan({arg % 8: Mitm.ACTIONS[arg // 8 % len(Mitm.ACTIONS)]})
+            elif fault == "silent":
+                rig.mitm.set_plan({}, silent_from=arg % 7)
+            else:
+                rig.mitm.set_plan({})
+        rig.session(p, pull_after=arg if fault == "pull" else None)
+        if rig.mitm is not None:
+            rig.mitm.set_plan({})
+        if fault == "cut":
+            if rig.term.cmd("status")["cut"]:
+                self.stats["cuts"] += 1
+                rig.wait_down(since)
+                rig.boot()
+            else:
+                rig.term.cmd("disarm")
+        rig.check(settled=False, only=(meter,))
+
+    def heal(self):
+        """No more faults: every card back in until settled, then the check."""
+        rig = self.rig
+        if rig.mitm is not None:
+            rig.mitm.set_plan({})
+        st = rig.term.cmd("status")
+        if not st["up"]:
+            rig.boot()
+        for meter, p in self.card.items():
+            for _ in range(4):
+                if self.settled(meter):
+                    break
+                rig.session(p)
+        return rig.check()

@@ -24,6 +24,7 @@ port, "seed": [...], "poll": [...], "interval", "blocks", "mode", "torn",
 
 Commands (one reply event {"ev": "reply", "cmd": ...} each):
   boot {cut_after, torn}   power on: a new App on the flash as it is
+  arm {after} / disarm     the power goes after that many more operations
   halt                     stop the terminal cleanly (no cut)
   status                   ops, dead, up, journal open entries, heap
   snapshot / restore       the flash to / from the image file (halted)
@@ -263,6 +264,12 @@ class Harness:
                "erases": self.dev.erases if self.dev else 0,
                "dead": bool(self.dev and self.dev.dead), "up": self.up, "cut": self.cut,
                "heap_peak": self.peak}
+        if self.mounted and not self.off():
+            try:
+                v = os.statvfs(ROOT)
+                out["blocks_free"], out["blocks"] = v[3], v[2]
+            except OSError:
+                pass
         if j is not None:
             out["open"] = [{"seq": e.seq, "meter": e.meter, "count": e.count,
                             "amount": e.amount, "result": e.result,
@@ -387,6 +394,12 @@ async def main():
                 out["ok"] = await H.boot(req.get("cut_after"), req.get("torn"))
             elif cmd == "halt":
                 await H.halt()
+            elif cmd == "arm":  # the power goes after `after` more operations
+                if H.dev is not None and not H.dev.dead:
+                    H.dev.cut_after = H.dev.ops + req["after"]
+            elif cmd == "disarm":
+                if H.dev is not None:
+                    H.dev.cut_after = None
             elif cmd == "status":
                 out = H.status()
             elif cmd == "journal":
