@@ -68,3 +68,44 @@ def test_power_cut_at_every_flash_operation(mpy, first_card):
         assert cuts == n  # every operation of the top-up was hit once
         print("ops per top-up (%s): %d, cut points %d" % (
             "first card" if first_card else "known card", n, cuts))
+
+
+def test_power_cut_during_the_recovery_too(mpy):
+    """A cut that leaves a top-up unsettled (the frame may have gone), then
+    the power cut again at every operation of the boot's recovery
+    (recovery.settle_all writing the journal), then a clean restart and the
+    card: still exactly once."""
+    with Rig([meter_state(METER)], mpy=mpy) as rig:
+        image, serial, start = _prepared(rig, first_card=False)
+        _, n = _run(rig, image, serial, start, None)
+        covered = 0
+        for k in range(n):
+            rig.restore(image)
+            rig.sim.set(METER, balance=start[0], count=start[1])
+            rig.initial[METER] = start
+            rig.sold[METER] = []
+            p = rig.sell(METER, serial=serial)
+            since = rig.term.mark()
+            rig.boot(cut_after=k)
+            rig.session(p)
+            rig.wait_down(since)
+            after_cut = rig.snapshot("cut.img")
+            meter_after = rig.sim.meter(METER)
+            files = dict(p.card.files)
+            # how many operations a clean recovery takes from here
+            rig.boot()
+            r = rig.term.cmd("status")["ops"]
+            for j in range(r):
+                rig.restore(after_cut)
+                rig.sim.set(METER, balance=meter_after["balance"], count=meter_after["count"])
+                p.card.files = dict(files)
+                since = rig.term.mark()
+                rig.boot(cut_after=j, settle=False)
+                rig.wait_down(since)
+                rig.boot()
+                rig.settle_card(p)
+                rig.check()
+                covered += 1
+            rig.term.cmd("halt")
+        print("recovery cut points: %d" % covered)
+        assert covered > 0

@@ -197,3 +197,35 @@ def test_unknown_meter(rig):
     assert "meter_unknown" in screens(logs), logs
     assert rig.mitm.requests == []
     rig.check(settled=False)
+
+
+def test_tripped_relay_credited_but_never_closed(rig):
+    meter = M[11]
+    rig.sim.control("trip", address=meter)
+    p = rig.sell(meter)
+    logs = rig.session(p)
+    assert "relay_tripped" in screens(logs), logs
+    rig.check()
+    assert rig.sim.meter(meter)["relay_open"]  # only a card at the meter closes it
+
+
+def test_a_stale_reissued_card_does_not_lock_out_the_current_one(rig):
+    """The office reissued twice (R1, then R2, both new serials). R2 is in
+    use here; R1 turns up later (its purchase long on the meter). It must
+    get nothing, and must not make R2 "superseded": R2's next purchase
+    still lands."""
+    meter = M[10]
+    rig.sim.set(meter, opened=True)
+    a = rig.sell(meter)
+    rig.session(a)
+    r1 = rig.sell(meter, card_type=cf.REISSUED, record=False, count=a.count)  # stale copy
+    r2 = rig.sell(meter, card_type=cf.REISSUED)
+    assert "success" in screens(rig.session(r2))
+    rig.check()
+    logs = rig.session(r1)  # the stale reissued card: its count is on the meter
+    assert not any(line.startswith("meter: credited") for line in logs), logs
+    rig.check()
+    nxt = rig.sell(meter, serial=r2.serial, card_type=cf.REISSUED)
+    logs = rig.session(nxt)
+    assert "success" in screens(logs), logs
+    rig.check()
