@@ -99,6 +99,7 @@ async def serve(app, reader):
                                  app.keystore.operator_code, before_send=intent)
         except Exception as e:  # noqa: BLE001 - sorted out below, off the bus
             err = e
+    app.poll_soon()  # the poll table shows the meter as it is now
     if err is not None:
         return await _meter_refused(app, card, reader, info, entry, err)
 
@@ -111,8 +112,10 @@ async def serve(app, reader):
     app.journal.settle(entry, journal.CREDITED, c.after, relay_open)
     log("meter: credited %d fen, balance %d" % (info.amount, c.after.balance))
     # 7. The terminal never closes a relay: a card at the meter does.
-    screen = "relay_tripped" if relay_open else "success"
-    return await _write_back(app, card, reader, c.after, cf.RET_CREDITED, entry, screen,
+    if relay_open:
+        return await _write_back(app, card, reader, c.after, cf.RET_CREDITED, entry,
+                                 "relay_tripped", amount=info.amount)
+    return await _write_back(app, card, reader, c.after, cf.RET_CREDITED, entry, "success",
                              amount=info.amount, balance=c.after.balance)
 
 
