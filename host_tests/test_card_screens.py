@@ -102,3 +102,47 @@ def test_each_card_gets_its_screen(tmp_path):
     # ...and the purchase goes on to the outcome with the meter's new balance.
     i = pngs.index(want[0])
     assert expected("success", amount=12345, balance=5000 + 12345) in pngs[i:i + 4], out
+
+
+def test_tripped_meter_gets_its_credit_and_says_power_returns_at_the_meter(tmp_path):
+    """The relay is open: the credit lands, the screen says to insert the card
+    at the meter, and the relay stays open (the terminal never closes it)."""
+    keys = tmp_path / "keys.json"
+    keys.write_text(json.dumps({"terminal_id": "000000000099", "mk_m": MK_M,
+                                "mk_c": MK_C.hex()}))
+    meters = tmp_path / "meters.json"
+    meters.write_text(json.dumps([{"address": METER, "customer": CUSTOMER}]))
+    shots = tmp_path / "shots"
+    port = free_port()
+    sim = MeterSim(meters=[{"address": METER, "customer": CUSTOMER, "balance": -350,
+                            "count": 4, "opened": True, "relay_open": True}], reply_delay_ms=5)
+    sim.start()
+    proc = subprocess.Popen(
+        [MICROPYTHON, "-X", "heapsize=512k", os.path.join(ROOT, "boards/unix/terminal.py"),
+         "--bus", sim.bus, "--meters", str(meters), "--state", str(tmp_path / "state"),
+         "--card-slot", "tcp:127.0.0.1:%d" % port, "--keys", str(keys), "--auto-ok",
+         "--display", "none", "--screenshot", str(shots), "--interval", "3600"],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=dict(os.environ, MICROPYPATH=MP_PATH))
+    said = Output(proc.stdout)
+    card = make_card(amount=10000, count=5)
+    try:
+        said.wait("card slot: listening on 127.0.0.1:%d" % port)
+        t0 = card_sim.T0Sim("127.0.0.1", port, card)
+        t0.insert()
+        said.wait("card: shown; waiting for the pull")
+        meter = sim.meter(METER)
+        t0.pull()
+        said.wait("screen: idle", 2)
+    finally:
+        proc.terminate()
+        proc.wait(10)
+        sim.stop()
+    out = "\n".join(said.close())
+    assert (meter["count"], meter["balance"], meter["relay_open"]) == (5, 9650, True), out
+    ret = cf.parse_return(card.files[cf.SFI_RETURN])
+    assert (ret["balance"], ret["count"], ret["result"]) == (9650, 5, cf.RET_CREDITED)
+    assert "screen: relay_tripped" in out and "screen: success" not in out, out
+    pngs = [pixels(open(p, "rb").read())
+            for p in sorted(glob.glob(str(shots / "screen-*.png")))]
+    assert expected("relay_tripped", amount=10000) in pngs
