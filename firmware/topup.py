@@ -31,7 +31,7 @@ from meter_credit import ALREADY, Refused, Unconfirmed, credit
 from meter_security import CountError
 
 _CONFIRM_MS = const(30000)  # a resident who walks away: the card is not used
-_PULLED_MS = const(3000)  # "put the card back" stays up this long
+_PULLED_MS = const(3000)  # "put the card back" stays up this long (config "pulled_ms")
 
 
 async def serve(app, reader):
@@ -182,11 +182,8 @@ async def _write_back(app, card, reader, status, result, entry, screen, **fields
                                 (t[0] % 100, t[1], t[2], t[3], t[4]))
     except CardRemoved:
         app.log("card: removed before the write-back")
-        if entry is not None:
-            app.show("card_not_updated")
-            await app.drawn()
-            return
-        return await _pulled(app)
+        # the card is out: the screen stays a moment, then the next card
+        return await _pulled(app, "card_not_updated" if entry is not None else "card_pulled")
     except Exception as e:  # noqa: BLE001 - the meter part stands; say so
         app.log("card: write-back failed %s %s" % (type(e).__name__, e))
         screen, fields = ("card_not_updated", {}) if entry is not None else (screen, fields)
@@ -196,10 +193,10 @@ async def _write_back(app, card, reader, status, result, entry, screen, **fields
     return await _done(app, reader, screen, **fields)
 
 
-async def _pulled(app):
-    app.show("card_pulled")
+async def _pulled(app, screen="card_pulled"):
+    app.show(screen)
     await app.drawn()
-    await _sleep_ms(_PULLED_MS)
+    await _sleep_ms(app.config.get("pulled_ms", _PULLED_MS))
     app.log("card: removed")
 
 
