@@ -80,3 +80,31 @@ def test_card_pulled_at_every_byte_then_reinserted(mpy):
         print("card conversation %d bytes, %d commands; pulled at %d positions"
               % (total, len(cmds), len(points)))
         assert pulled == len(points)
+
+
+def test_a_card_told_but_not_heard_leaves_no_entry_open_for_ever(mpy):
+    """The card executes the write-back (its return file says credited) but
+    is pulled before its 9000 reaches the terminal. The office reads the
+    card back (credited), sells the next purchase onto it, and so on: the
+    card never needs that old entry again. The journal must not keep such
+    entries open for ever (each stays in the heap, and no open slot is
+    ever reused: the ring runs out, and the heap first)."""
+    with Rig([meter_state(METER)], mpy=mpy, display=False) as rig:
+        image, serial, _ = _prepare(rig)
+        rig.restore(image)
+        rig.boot()
+        p = rig.sell(METER, serial=serial)
+        rig.session(p)
+        heard = rig.last_sim.wire.count - 2  # the write-back's SW1 SW2 not sent
+        heap0 = rig.term.cmd("gc")["alloc"]
+        for _ in range(40):
+            p = rig.sell(METER, serial=serial)
+            logs = rig.session(p, pull_after=heard)
+            assert "card: removed before the write-back" in logs, logs
+            assert p.returned()["count"] == p.count  # the card was told
+            rig.check()
+        st = rig.term.cmd("status")
+        heap = rig.term.cmd("gc")["alloc"]
+        assert st["open_n"] <= 1, ("%d journal entries open for cards long since told "
+                                   "(heap %+d bytes): %s"
+                                   % (st["open_n"], heap - heap0, st["open"]))

@@ -200,7 +200,7 @@ class Rig:
 
     def __init__(self, meters, baud=115200, reply_delay_ms=1, poll=False, mode="cpu",
                  mitm=False, display=True, torn=1, interval=5, tmpdir=None, clock=CLOCK,
-                 mpy=None, blocks=64):
+                 mpy=None, blocks=64, heap=HEAP):
         self.meter_states = meters
         self.sim = MeterSim(meters=meters, baud=baud, reply_delay_ms=reply_delay_ms)
         self.baud = baud
@@ -213,6 +213,7 @@ class Rig:
         self.clock = clock
         self.mpy = mpy
         self.blocks = blocks
+        self.heap = heap
         self.interval = interval
         self.term = None
         self.slot = None
@@ -233,7 +234,7 @@ class Rig:
         seed = [{"address": m["address"], "meter_number": m["address"],
                  "customer": m.get("record_customer", m["customer"]),
                  "state": m.get("record_state", "active")} for m in self.meter_states]
-        self.term = Terminal(mpy=self.mpy, setup={
+        self.term = Terminal(mpy=self.mpy, heap=self.heap, setup={
                               "bus": bus, "baud": self.baud, "slot": self.slot, "seed": seed,
                               "poll": [m["address"] for m in self.meter_states]
                               if self.poll else [], "interval": self.interval,
@@ -262,6 +263,9 @@ class Rig:
         """Power on; wait for the boot's recovery to end (unless cut)."""
         since = self.term.mark()
         ev = self.term.cmd("boot", cut_after=cut_after)
+        if not ev["ok"] and not self.term.cmd("status")["cut"]:
+            raise AssertionError("the terminal did not boot: %s" % [
+                line for line in self.term.logs(since) if line.startswith("boot:")])
         if ev["ok"] and settle:
             self.term.wait_event(lambda e: e["ev"] in ("settled", "down"), 60, since)
         return ev["ok"]
@@ -570,6 +574,7 @@ class World:
         self.stats["sold"] = 0
         self.stats["sessions"] = 0
         self.stats["cuts"] = 0
+        self.history = []  # (meter, fault, arg) of every step
 
     def settled(self, meter):
         p = self.card.get(meter)
@@ -583,6 +588,7 @@ class World:
         """The resident of `meter` comes with the card (bought first, if
         the last purchase is settled), under `fault` (arg: its parameter)."""
         rig = self.rig
+        self.history.append((meter, fault, arg))
         p = self.card.get(meter)
         if self.settled(meter):
             serial = p.serial if p is not None else None
@@ -625,9 +631,18 @@ class World:
         st = rig.term.cmd("status")
         if not st["up"]:
             rig.boot()
+        stuck = []
         for meter, p in self.card.items():
+            logs = []
             for _ in range(4):
                 if self.settled(meter):
                     break
-                rig.session(p)
-        return rig.check()
+                logs = rig.session(p)
+            if not self.settled(meter):
+                stuck.append("meter %s, card count %d, last session:\n  %s" % (
+                    meter, p.count, "\n  ".join(logs)))
+        try:
+            return rig.check()
+        except AssertionError as e:
+            raise AssertionError("%s\n%s\nsteps: %s" % (e, "\n".join(stuck),
+                                                         self.history[-30:]))

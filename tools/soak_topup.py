@@ -44,13 +44,13 @@ def pick_fault(rnd):
     return fault, arg
 
 
-def soak(purchases, meters, seed, mpy, progress=None, blocks=512):
+def soak(purchases, meters, seed, mpy, progress=None, blocks=512, heap="256k"):
     """One terminal, `meters` meters (addresses first..), `purchases` sold.
     -> dict of figures; raises AssertionError if the invariant breaks."""
     rnd = random.Random(seed)
     states = [meter_state(a) for a in meters]
     t0 = time.monotonic()
-    with Rig(states, mpy=mpy, mitm=True, blocks=blocks) as rig:
+    with Rig(states, mpy=mpy, mitm=True, blocks=blocks, heap=heap) as rig:
         rig.boot()
         w = World(rig, rnd)
         while w.stats["sold"] < purchases:
@@ -65,7 +65,9 @@ def soak(purchases, meters, seed, mpy, progress=None, blocks=512):
         out = dict(w.stats)
         out["fen_sold"] = sum(sold.values())
         out["fen_credited"] = sum(credited.values())
-        out["heap_peak"] = rig.term.cmd("status")["heap_peak"]
+        st = rig.term.cmd("status")
+        out["heap_peak"] = st["heap_peak"]
+        out["journal_open"] = st["open_n"]  # entries whose card never came back
     out["seconds"] = round(time.monotonic() - t0, 1)
     return out
 
@@ -76,6 +78,7 @@ def main(argv=None):
     p.add_argument("--meters", type=int, default=32)
     p.add_argument("--shards", type=int, default=4)
     p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--heap", default="256k", help="the terminal's heap (micropython -X heapsize)")
     p.add_argument("--blocks", type=int, default=512,
                    help="4 KB flash blocks (512: room for the journal's whole ring, so it "
                         "wraps; see host_tests/test_topup_capacity.py for 64)")
@@ -89,7 +92,7 @@ def main(argv=None):
         with concurrent.futures.ThreadPoolExecutor(a.shards) as ex:
             futs = [ex.submit(soak, share[i], shards[i], a.seed * 1000 + i, mpy,
                               lambda s, i=i: print("shard %d: %s" % (i, json.dumps(s)),
-                                                   flush=True), a.blocks)
+                                                   flush=True), a.blocks, a.heap)
                     for i in range(a.shards)]
             results, failed = [], False
             for i, f in enumerate(futs):
