@@ -186,8 +186,7 @@ class App:
         return "\n".join(lines)
 
     # --- the card slot -----------------------------------------------
-    async def card_loop(self, slot):
-        import topup
+    async def card_loop(self, slot, topup):
         while True:
             reader = await slot.wait_card()
             try:
@@ -231,7 +230,8 @@ class App:
             if keys is not None:
                 spawn(asyncio.create_task(self.ui.keys(keys)))
         if slot is not None:
-            spawn(asyncio.create_task(self.card_loop(slot)))
+            import topup  # at boot: a card must never be the one to find the heap short
+            spawn(asyncio.create_task(self.card_loop(slot, topup)))
         if self.client is not None and self.journal is not None:
             import recovery
             spawn(asyncio.create_task(recovery.settle_all(self)))
