@@ -118,7 +118,8 @@ class App:
         if root is not None:
             import journal
             import records
-            self.records = records.Records(root)
+            self.records = records.Records(root, config.get("record_capacity",
+                                                            records.CAPACITY))
             added = self.records.seed(config.get("seed") or ())
             if added:
                 self.log("records: %d meters added" % added)

@@ -1,17 +1,20 @@
 """Meter records: what the terminal knows of each meter it manages.
 
-Two fixed-size hash tables in littlefs, so a lookup reads one slot (or a
+Two fixed-size hash tables in littlefs, so a lookup reads one entry (or a
 few, probing) whatever the number of meters, and no table sits in the heap:
 
-  /rec.tbl   CAPACITY slots of 96 bytes, the slot of a meter number found
-             by open addressing from int(number) % CAPACITY
-  /cus.tbl   CAPACITY entries of 10 bytes: customer number -> record slot
-             (a hint: the record's own customer number is checked)
+  /rec/NNN   CAPACITY record slots of 96 bytes, 5 a page; the slot of a
+             meter number is found by open addressing from
+             int(number) % CAPACITY
+  /cus/NNN   CAPACITY entries of 10 bytes, 51 a page: customer number ->
+             record slot (a hint: the record's own customer is checked)
 
-littlefs replaces what a write touches copy-on-write: after a power cut a
-slot holds its old or its new bytes, and a CRC catches anything else (a bad
-slot reads as empty). Directories are no cheaper: each costs littlefs two
-blocks, and a directory lookup walks its entries.
+Pages stay under 512 bytes, so littlefs keeps them inline in the directory's
+metadata: changing a record is a commit or two (one big file would be
+rewritten from the changed block to its end: 63 operations). littlefs
+replaces what a write touches copy-on-write, so after a power cut a page
+holds its old or its new bytes, and a CRC per record catches anything else
+(a bad slot reads as empty).
 
 A record:
   address, meter, customer    12 digits each (the bus address is usually
@@ -49,9 +52,11 @@ SMART = "smart"
 LOCAL_CPU = "local_cpu"
 RETIRED = const(4)  # older serials of a customer kept to refuse them
 MAX_METERS = const(256)
-CAPACITY = const(512)  # twice the meters: short probes
-_SLOT = const(96)
-_CSLOT = const(10)
+CAPACITY = const(320)  # 256 meters at most: probes stay short
+SLOT = const(96)  # bytes of a record
+_CSLOT = const(10)  # bytes of a customer index entry
+_REC_PAGE = const(5)  # entries a page: 480 bytes
+_CUS_PAGE = const(51)  # 510 bytes
 _STATE_CODES = (ACTIVE, REPLACED, AWAITING_OPENING)
 
 
@@ -94,11 +99,11 @@ class Record:
         return None
 
 
-def _pack(rec):
+def pack(rec):
     flags = ((1 if rec.prepaid else 0) | (2 if rec.archived else 0)
              | (4 if rec.category == SMART else 0) | (8 if rec.type == LOCAL_CPU else 0)
              | (16 if rec.key == "override" else 0))
-    b = bytearray(_SLOT)
+    b = bytearray(SLOT)
     b[0] = 1
     b[1] = _STATE_CODES.index(rec.state)
     b[2] = flags
@@ -116,9 +121,9 @@ def _pack(rec):
     return b
 
 
-def _unpack(b):
+def unpack(b):
     """A slot's bytes -> Record, or None (empty, torn or foreign)."""
-    if len(b) != _SLOT or b[0] != 1:
+    if len(b) != SLOT or b[0] != 1:
         return None
     if binascii.crc32(b[0:92]) & 0xFFFFFFFF != int.from_bytes(b[92:96], "little"):
         return None
@@ -135,38 +140,81 @@ def _unpack(b):
         return None
 
 
+class _Table:
+    """`capacity` fixed-size entries in page files of `per_page` entries
+    under one directory: a page is under 512 bytes, so littlefs keeps it
+    inline in its directory's metadata, and changing one entry rewrites one
+    small page (a commit or two), not the rest of a big file (littlefs
+    rewrites a file from the block written to its end)."""
+
+    def __init__(self, path, size, per_page, capacity):
+        self.path = path
+        self.size = size
+        self.per_page = per_page
+        self.capacity = capacity
+        _mkdir(path)
+        for page in range((capacity + per_page - 1) // per_page):
+            _create(self._page(page), size * per_page)
+
+    def _page(self, page):
+        return "%s/%03d" % (self.path, page)
+
+    def get(self, i):
+        with open(self._page(i // self.per_page), "rb") as f:
+            f.seek((i % self.per_page) * self.size)
+            return f.read(self.size)
+
+    def put(self, i, data):
+        with open(self._page(i // self.per_page), "r+b") as f:
+            f.seek((i % self.per_page) * self.size)
+            f.write(data)
+
+    def entries(self):
+        """(index, bytes) of every entry, a page at a time."""
+        for page in range((self.capacity + self.per_page - 1) // self.per_page):
+            with open(self._page(page), "rb") as f:
+                b = f.read()
+            for k in range(self.per_page):
+                i = page * self.per_page + k
+                if i < self.capacity:
+                    yield i, b[k * self.size:(k + 1) * self.size]
+
+
 class Records:
-    def __init__(self, root):
-        self._rec = root + "/rec.tbl"
-        self._cus = root + "/cus.tbl"
-        _create(self._rec, CAPACITY * _SLOT)
-        _create(self._cus, CAPACITY * _CSLOT)
+    def __init__(self, root, capacity=CAPACITY):
+        """capacity: slots of a new table (a multiple of 5; about 1.25 x the
+        meters). A table already on flash keeps the capacity it was made
+        with: its hash depends on it."""
+        pages = len(_names(root + "/rec"))
+        self.capacity = cap = pages * _REC_PAGE if pages else capacity
+        if cap % _REC_PAGE or not 0 < cap <= 1000:
+            raise RecordError("record capacity %d: a multiple of 5, up to 1000" % cap)
+        self.max_meters = min(MAX_METERS, cap * 4 // 5)
+        self._rec = _Table(root + "/rec", SLOT, _REC_PAGE, cap)
+        self._cus = _Table(root + "/cus", _CSLOT, _CUS_PAGE, cap)
         self._count = None  # records in the table, counted on first need
 
     def _find(self, meter):
         """-> (slot of the meter or None, first free slot seen or None)."""
-        start = int(meter) % CAPACITY
+        cap = self.capacity
+        start = int(meter) % cap
         free = None
-        with open(self._rec, "rb") as f:
-            for i in range(CAPACITY):
-                slot = (start + i) % CAPACITY
-                f.seek(slot * _SLOT)
-                b = f.read(_SLOT)
-                if b[0] != 1:
-                    if free is None:
-                        free = slot
-                    if b[0] == 0:
-                        return None, free  # never used: the probe ends here
-                    continue
-                rec = _unpack(b)
-                if rec is not None and rec.meter == meter:
-                    return slot, free
+        for i in range(cap):
+            slot = (start + i) % cap
+            b = self._rec.get(slot)
+            if b[0] != 1:
+                if free is None:
+                    free = slot
+                if b[0] == 0:
+                    return None, free  # never used: the probe ends here
+                continue
+            rec = unpack(b)
+            if rec is not None and rec.meter == meter:
+                return slot, free
         return None, free
 
     def _read(self, slot):
-        with open(self._rec, "rb") as f:
-            f.seek(slot * _SLOT)
-            return _unpack(f.read(_SLOT))
+        return unpack(self._rec.get(slot))
 
     def __contains__(self, meter):
         return self.get(meter) is not None
@@ -182,43 +230,41 @@ class Records:
         if not _is12(customer):
             return None
         key = bcd.from_digits(customer)
-        start = int(customer) % CAPACITY
-        with open(self._cus, "rb") as f:
-            for i in range(CAPACITY):
-                f.seek(((start + i) % CAPACITY) * _CSLOT)
-                b = f.read(_CSLOT)
-                if b[0] == 0:
-                    return None
-                if b[1:7] == key:
-                    rec = self._read(int.from_bytes(b[7:9], "little"))
-                    return rec if rec is not None and rec.customer == customer else None
+        cap = self.capacity
+        start = int(customer) % cap
+        for i in range(cap):
+            b = self._cus.get((start + i) % cap)
+            if b[0] == 0:
+                return None
+            if b[1:7] == key:
+                rec = self._read(int.from_bytes(b[7:9], "little"))
+                return rec if rec is not None and rec.customer == customer else None
         return None
 
     def put(self, rec):
-        """Save a record (and its customer index entry). OSError when the
-        table is full or the flash fails."""
+        """Save a record (and its customer index entry). RecordError when
+        the table is full; OSError when the flash fails."""
         slot, free = self._find(rec.meter)
         if slot is None:
-            if free is None or self.count() >= MAX_METERS:
-                raise RecordError("the terminal manages at most %d meters" % MAX_METERS)
+            if free is None or self.count() >= self.max_meters:
+                raise RecordError("this terminal manages at most %d meters" % self.max_meters)
             slot = free
             self._count += 1
-        _write_at(self._rec, slot * _SLOT, _pack(rec))
+        self._rec.put(slot, pack(rec))
         self._index(rec.customer, slot)
 
     def _index(self, customer, slot):
         key = bcd.from_digits(customer)
-        start = int(customer) % CAPACITY
-        with open(self._cus, "rb") as f:
-            for i in range(CAPACITY):
-                at = ((start + i) % CAPACITY) * _CSLOT
-                f.seek(at)
-                b = f.read(_CSLOT)
-                if b[0] == 0 or b[1:7] == key:
-                    break
+        cap = self.capacity
+        start = int(customer) % cap
+        for i in range(cap):
+            at = (start + i) % cap
+            b = self._cus.get(at)
+            if b[0] == 0 or b[1:7] == key:
+                break
         if b[0] == 1 and b[1:7] == key and int.from_bytes(b[7:9], "little") == slot:
             return  # already there: no write
-        _write_at(self._cus, at, b"\x01" + key + slot.to_bytes(2, "little") + b"\x00")
+        self._cus.put(at, b"\x01" + key + slot.to_bytes(2, "little") + b"\x00")
 
     def count(self):
         if self._count is None:
@@ -240,13 +286,11 @@ class Records:
         return added
 
     def meters(self):
-        """Every meter number, slot by slot (no list of all in the heap)."""
-        with open(self._rec, "rb") as f:
-            for slot in range(CAPACITY):
-                f.seek(slot * _SLOT)
-                rec = _unpack(f.read(_SLOT))
-                if rec is not None:
-                    yield rec.meter
+        """Every meter number, a page at a time (no list of all in the heap)."""
+        for _, b in self._rec.entries():
+            rec = unpack(b)
+            if rec is not None:
+                yield rec.meter
 
 
 def _is12(v):
@@ -272,7 +316,17 @@ def _create(path, size):
         f.write(bytes(size % 512))
 
 
-def _write_at(path, offset, data):
-    with open(path, "r+b") as f:
-        f.seek(offset)
-        f.write(data)
+def _mkdir(path):
+    try:
+        os.mkdir(path)
+    except OSError:
+        pass  # there already
+
+
+def _names(path):
+    try:
+        return [e[0] for e in os.ilistdir(path)]
+    except AttributeError:  # CPython
+        return os.listdir(path)
+    except OSError:
+        return []

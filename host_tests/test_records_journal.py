@@ -16,6 +16,8 @@ def test_records_and_journal_on_littlefs():
     assert got["moved"] == ["000000000006", True]  # the old customer index entry is stale
     assert got["bad_record"] == "refused"
     assert got["torn_record"] == [True, True]  # a torn slot is empty, its neighbours intact
+    assert got["ops_put"] <= 3  # a record change rewrites one small page, not the table
+    assert got["cap_kept"] == 60  # a table on flash keeps the capacity it was made with
     # journal: three top-ups, each step its own sequence number
     assert got["seqs"] == [1, 3, 4, 7]
     next_seq, open_seqs, unsettled_count, none_unsettled, awaiting, last1, last3 = got["rescan"]

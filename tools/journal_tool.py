@@ -16,7 +16,7 @@ exec` runs a small snippet on the board that prints each file's bytes in
 hex (resume: the unix port has a raw REPL but no soft reset); everything is
 decoded here, on the PC, by the firmware's own code: journal slots
 (/jrn/NNNN) by journal.Entry.unpack, meter records (the 96-byte slots of
-/rec.tbl) by records' slot decoder.
+/rec/NNN pages) by records' slot decoder.
 
 A missing or wrong-sized image, one that holds no littlefs, a device that
 does not answer: one line on stderr, exit 2.
@@ -34,7 +34,7 @@ import records
 
 ROOT = hostpath.ROOT
 MPREMOTE = os.path.join(ROOT, ".venv", "bin", "mpremote")
-_READ_MAX = 256  # bytes of a journal slot the board prints (a slot is ~100)
+_READ_MAX = 512  # bytes of a file the board prints (a journal slot ~100, a record page 480)
 
 
 class Bad(Exception):
@@ -75,12 +75,8 @@ def files_from_image(path, block_size, blocks):
     try:
         for n in names("/jrn"):
             out["/jrn/" + n] = read("/jrn/" + n)
-        if "rec.tbl" in names("/"):
-            table = read("/rec.tbl")
-            for slot in range(len(table) // records._SLOT):
-                b = table[slot * records._SLOT:(slot + 1) * records._SLOT]
-                if b[0]:  # 0: never used
-                    out["/rec.tbl/%04d" % slot] = b
+        for n in names("/rec"):  # record pages, 5 slots each
+            out["/rec/" + n] = read("/rec/" + n)
     except littlefs.LittleFSError as e:
         raise Bad("%s: littlefs cannot read it (%s)" % (path, e)) from None
     return out
@@ -99,21 +95,15 @@ try:
   try:
    with open(r+'/jrn/'+n,'rb') as f:print('J','/jrn/'+n,h(f.read(%d)).decode())
   except OSError:print('X','/jrn/'+n)
- if 'rec.tbl' in l(''):
-  with open(r+'/rec.tbl','rb') as f:
-   s=0
-   while 1:
-    b=f.read(%d)
-    if not b:break
-    if b[0]:print('R','/rec.tbl/%%04d'%%s,h(b).decode())
-    s+=1
+ for n in l('/rec'):
+  with open(r+'/rec/'+n,'rb') as f:print('R','/rec/'+n,h(f.read(%d)).decode())
  print('END')
 except OSError:print('NOROOT')
 """
 
 
 def snippet(root):
-    return _SNIPPET % (root, _READ_MAX, records._SLOT)
+    return _SNIPPET % (root, _READ_MAX, _READ_MAX)
 
 
 def files_from_board(device, root, timeout):
@@ -184,12 +174,18 @@ def decode(files):
                 continue
             e.slot = int(parts[1])
             entries.append(e)
-        elif parts[0] == "rec.tbl":
-            r = records._unpack(b) if b is not None else None
-            if r is None:
-                problems.append((path, "record slot torn or foreign: read as empty"))
-            else:
-                recs.append(r)
+        elif parts[0] == "rec":
+            b = b or b""
+            for k in range(len(b) // records.SLOT):
+                slot = b[k * records.SLOT:(k + 1) * records.SLOT]
+                if not slot[0]:
+                    continue  # never used
+                r = records.unpack(slot)
+                if r is None:
+                    problems.append(("%s/%d" % (path, k),
+                                     "record slot torn or foreign: read as empty"))
+                else:
+                    recs.append(r)
     entries.sort(key=lambda e: -e.seq)
     return entries, recs, problems
 

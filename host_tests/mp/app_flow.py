@@ -113,7 +113,7 @@ async def until(cond, ms=3000):
 async def main():
     user_card.UserCard = FakeCard
     b = Board()
-    a = app.App(b, {"meters": ["000000000001"], "keystore": None,
+    a = app.App(b, {"meters": ["000000000001"], "keystore": None, "record_capacity": 10,
                     "seed": [{"address": "000000000001", "customer": "100000000001"}]})
     await a.start()
     out = {}

@@ -29,7 +29,7 @@ def mount(bdev, path="/t"):
 out = {}
 bdev = flash.PowerCutBlockDev(flash.RAMBlockDev(4096, 32))
 root = mount(bdev)
-r = records.Records(root)
+r = records.Records(root, 60)  # 48 meters at most
 seed = [{"address": "%012d" % i, "meter_number": "%012d" % i, "customer": "1%011d" % i}
         for i in range(1, 41)]
 seed[3]["state"] = "replaced"
@@ -63,9 +63,10 @@ rec = r.get("000000000007")
 rec.serial = "8800000000000007"
 r.put(rec)
 out["ops_put"] = bdev.ops - n
-with open(root + "/rec.tbl", "r+b") as f:
-    f.seek(8 * 96 + 20)
+with open(root + "/rec/001", "r+b") as f:  # slot 8: the 4th of page 1
+    f.seek(3 * 96 + 20)
     f.write(b"\x00\x01")
+out["cap_kept"] = records.Records(root, 300).capacity  # its hash depends on it
 out["torn_record"] = [r.get("000000000008") is None, r.get("000000000009") is not None]
 
 # journal: intent, result, done; open entries survive a remount
