@@ -9,12 +9,15 @@ own sequence number and time:
   intent   written before the top-up frame goes out (durably, or no sale)
   result   what the MAC-checked read-back showed: credited, already there,
            not credited, or unconfirmed (sent, no read-back since)
-  done     the card's return file written (write-back)
+  done     the card's return file written (write-back), or the card has
+           moved on (it shows a later purchase) and never will need it
 
 An entry is *unsettled* while its result is pending or unconfirmed: before
 anything new is sold to that meter, it is settled against the meter's
 MAC-checked count. It *awaits write-back* once settled until the card's
-return file says so. Neither kind of slot is ever reused.
+return file says so, or the card shows a later purchase. An unsettled slot
+is never reused; at most MAX_AWAITING wait for their card, and when every
+slot is open the oldest of those gives way.
 
 Size: SLOTS = 300 slots of 97 bytes keep the last 300 top-ups, six days at
 50 a day, on the terminal (the head-end keeps the history). littlefs keeps
@@ -42,6 +45,7 @@ import bcd
 import version
 
 SLOTS = const(300)
+MAX_AWAITING = const(16)  # entries kept for a card's write-back; then the oldest closes
 
 # results
 PENDING = const(0)  # intent only: the top-up frame may have gone out
@@ -78,6 +82,7 @@ class Entry:
         self.after_balance = 0
         self.after_count = 0
         self.relay_open = False
+        self.unwritten = False  # closed without the write-back: the card moved on
         self.steps = [(0, "000000000000")] * 3  # (seq, time) of intent, result, done
 
     @property
@@ -98,7 +103,8 @@ class Entry:
             _FMT[:-1], _MAGIC, 1, self.result | (0x80 if self.relay_open else 0),
             bcd.from_digits(self.terminal), self.version.encode(), bcd.from_digits(self.meter),
             bcd.from_digits(self.customer), self.serial, self.amount, self.count,
-            self.before_balance, self.before_count, self.after_balance, self.after_count, 0,
+            self.before_balance, self.before_count, self.after_balance, self.after_count,
+            1 if self.unwritten else 0,
             s[0][0], bcd.from_digits(s[0][1]), s[1][0], bcd.from_digits(s[1][1]),
             s[2][0], bcd.from_digits(s[2][1]))
         return body + struct.pack("<I", binascii.crc32(body) & 0xFFFFFFFF)
@@ -114,6 +120,7 @@ class Entry:
         e = cls(bcd.to_digits(f[5]), bcd.to_digits(f[6]), f[7], f[8], f[9])
         e.result = f[2] & 0x7F
         e.relay_open = bool(f[2] & 0x80)
+        e.unwritten = bool(f[14] & 1)
         e.terminal = bcd.to_digits(f[3])
         e.version = f[4].rstrip(b"\x00").decode()
         e.before_balance, e.before_count, e.after_balance, e.after_count = f[10:14]
@@ -187,7 +194,20 @@ class Journal:
             slot = (self._next_slot + i) % self.slots
             if slot not in self._open:
                 return slot
-        raise JournalFull("every journal slot holds an open top-up")
+        # Every slot open: one that only awaits a card's write-back gives way
+        # (its meter is settled); an unsettled one never does.
+        e = self._oldest_awaiting()
+        if e is None:
+            raise JournalFull("every journal slot holds an unsettled top-up")
+        self._open.pop(e.slot)
+        return e.slot
+
+    def _oldest_awaiting(self):
+        old = None
+        for e in self._open.values():
+            if e.settled and (old is None or e.seq < old.seq):
+                old = e
+        return old
 
     def begin(self, e, before):
         """Write the intent (before the top-up frame goes out). OSError
@@ -209,13 +229,24 @@ class Journal:
         self._write(e, 1)
         if result == CREDITED and e.count > self._last.get(e.meter, -1):
             self._last[e.meter] = e.count
-        if result in (NOT_CREDITED,):
+        if result == NOT_CREDITED:
             self._open.pop(e.slot, None)
+        elif e.settled and sum(1 for o in self._open.values() if o.settled) > MAX_AWAITING:
+            self.done(self._oldest_awaiting(), written=False)  # bounded, in heap and slots
 
-    def done(self, e):
-        """The card's return file is written: the entry is closed."""
+    def done(self, e, written=True):
+        """The entry is closed: the card's return file is written, or (not
+        written) the card has moved on and will never need it."""
+        e.unwritten = not written
         self._write(e, 2)
         self._open.pop(e.slot, None)
+
+    def supersede(self, serial, count):
+        """A card showing purchase `count`: its entries for older counts that
+        still await a write-back never will (the office sold the card on)."""
+        for e in [o for o in self._open.values() if o.settled and o.serial == serial
+                  and o.count < count]:
+            self.done(e, written=False)
 
     def unsettled(self, meter):
         for e in self._open.values():

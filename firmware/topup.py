@@ -57,6 +57,9 @@ async def serve(app, reader):
     if why:
         return await _refuse(app, reader, why)
 
+    # A card showing a later purchase will never need an older write-back.
+    app.journal.supersede(info.serial, info.count)
+
     # 3. The meter's record: same customer, sellable, this card current.
     rec = app.records.get(info.meter)
     why = _record_refusal(rec, info)

@@ -26,7 +26,11 @@ def test_records_and_journal_on_littlefs():
     assert (unsettled_count, none_unsettled, awaiting) == (9, True, 1)
     assert (last1, last3) == (3, 2)  # the last count credited here, per meter
     assert got["kept_open"] == [1, 3]  # ten top-ups through an 8-slot ring kept them
-    assert got["full"] == "refused"
+    assert got["full"] == "refused"  # only unsettled entries: nothing may be sold
+    assert got["awaiting_give_way"] == [41, 42, 43, 44]  # the oldest write-back gave way
+    open_after, closed = got["superseded"]
+    assert open_after == [44]  # the card showed count 44: 41..43 will never be written
+    assert closed == [[41, True], [42, True], [43, True], [44, False]]
     assert got["torn"] == [True, True]
     assert got["newest"][0] > got["newest"][1] > got["newest"][2]
     assert got["ops_settle"] <= 3

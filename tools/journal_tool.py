@@ -190,6 +190,13 @@ def decode(files):
     return entries, recs, problems
 
 
+def _written(e, kind):
+    """The write-back column: when, or why not."""
+    if e.written_back:
+        return "%s%s" % (_when(e.steps[2][1]), " (card moved on)" if e.unwritten else "")
+    return "open: " + kind if kind else "-"
+
+
 def _when(t):
     """'YYMMDDhhmmss' -> '2026-11-29 18:38:12'."""
     if t == "000000000000":
@@ -225,8 +232,7 @@ def table(files, source):
             result += ", relay open"
         lines.append("%s %6d  %04d  %-19s  %s  %s  %5d  %11s  %-12s  %-23s  %s" % (
             mark, e.seq, e.slot, _when(e.steps[0][1]), e.meter, e.customer, e.count,
-            _yuan(e.amount), result, balances, _when(e.steps[2][1]) if e.written_back
-            else ("open: " + kind if kind else "-")))
+            _yuan(e.amount), result, balances, _written(e, kind)))
     last = {}
     for e in entries:
         if e.result == journal.CREDITED and e.count > last.get(e.meter, -1):

@@ -3,6 +3,7 @@ seeding that never overwrites, the ring that never reuses an open slot, a
 remount that finds everything again, a torn slot read as empty. Prints one
 JSON line of findings."""
 import json
+import os
 
 import flash
 import journal
@@ -105,6 +106,21 @@ try:
     out["full"] = "accepted"
 except journal.JournalFull:
     out["full"] = "refused"
+# entries that only await a card's write-back never block the ring, and a
+# card showing a later purchase closes its older ones
+os.mkdir(root + "/j5")
+j5 = journal.Journal(root + "/j5", "000000000099", clock, slots=4)
+for i in range(4):
+    e = j5.begin(journal.Entry("000000000007", "100000000007", b"\x33" * 8, 1, 40 + i),
+                 St(0, 39 + i))
+    j5.settle(e, journal.CREDITED, St(1, 40 + i))
+e = j5.begin(journal.Entry("000000000007", "100000000007", b"\x33" * 8, 1, 44), St(0, 43))
+j5.settle(e, journal.CREDITED, St(1, 44))
+out["awaiting_give_way"] = sorted(o.count for o in j5.open_entries())
+j5.supersede(b"\x33" * 8, 44)
+j6 = journal.Journal(root + "/j5", "000000000099", clock, slots=4)
+out["superseded"] = [sorted(o.count for o in j6.open_entries()),
+                     sorted((x.count, x.unwritten) for x in j6.newest(4))]
 # a torn slot reads as empty, the rest still scans
 with open(root + "/jrn/0000", "r+b") as f:
     f.seek(20)
