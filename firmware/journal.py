@@ -30,10 +30,11 @@ Wear: a top-up with a known card costs 4 program/erase operations (intent
 with an erase about once in 8 top-ups when littlefs compacts a metadata
 block (while the ring first fills, creating files, 8.3 and one erase a
 top-up). Ten years at 50 top-ups a day is 50 x 365 x 10 = 182,500
-top-ups: about 600,000 programs and 24,000 erases, which littlefs's wear levelling spreads over the partition (256
-blocks on the unix board's 1 MB: about 95 erases a block; even all on one
-metadata pair, relocated every 100 erases by littlefs's block_cycles, far
-inside NOR flash's 100,000 erase cycles per block).
+top-ups: about 600,000 programs and 24,000 erases, which littlefs's wear
+levelling spreads over the partition (256 blocks on the unix board's 1 MB:
+about 95 erases a block; a hot metadata pair is relocated every 100 erases
+by littlefs's block_cycles), far inside NOR flash's 100,000 erase cycles
+per block.
 """
 import binascii
 import os
