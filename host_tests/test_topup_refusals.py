@@ -12,7 +12,7 @@ import card_files as cf
 from topup_ctl import (RET_ALREADY, RET_COUNT_ERROR, RET_CREDITED, RET_REFUSED, Purchase, Rig,
                        build_mpy, meter_state)
 
-M = ["%012d" % i for i in range(1, 13)]
+M = ["%012d" % i for i in range(1, 14)]
 
 
 @pytest.fixture(scope="module")
@@ -229,3 +229,20 @@ def test_a_stale_reissued_card_does_not_lock_out_the_current_one(rig):
     logs = rig.session(nxt)
     assert "success" in screens(logs), logs
     rig.check()
+
+
+@pytest.mark.parametrize("minutes", [0.0002, 0.0005, 0.001])
+def test_meter_session_expiring_in_the_middle(rig, minutes):
+    """The meter's ESAM session lasts 12, 30 or 60 ms: it runs out between
+    the terminal's frames. Whatever the terminal says, the meter holds the
+    purchase at most once; with a normal session again, exactly once."""
+    meter = M[12]
+    rig.sim.set(meter, session_minutes=minutes)
+    p = rig.sell(meter, serial=bytes.fromhex("8899000000000013"))
+    rig.mitm.set_plan({})
+    rig.session(p)
+    rig.check(settled=False)
+    rig.sim.set(meter, session_minutes=5)
+    rig.settle_card(p)
+    rig.check()
+    assert rig.sim.meter(meter)["failures"] <= 2
