@@ -44,7 +44,7 @@ def pick_fault(rnd):
     return fault, arg
 
 
-def soak(purchases, meters, seed, mpy, progress=None, blocks=512, heap="256k"):
+def soak(purchases, meters, seed, mpy, progress=None, blocks=256, heap="256k"):
     """One terminal, `meters` meters (addresses first..), `purchases` sold.
     -> dict of figures; raises AssertionError if the invariant breaks."""
     rnd = random.Random(seed)
@@ -79,9 +79,9 @@ def main(argv=None):
     p.add_argument("--shards", type=int, default=4)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--heap", default="256k", help="the terminal's heap (micropython -X heapsize)")
-    p.add_argument("--blocks", type=int, default=512,
-                   help="4 KB flash blocks (512: room for the journal's whole ring, so it "
-                        "wraps; see host_tests/test_topup_capacity.py for 64)")
+    p.add_argument("--blocks", type=int, default=256,
+                   help="4 KB flash blocks (256: the unix board's 1 MB, which the journal's "
+                        "ring is sized for; it wraps many times in a soak)")
     a = p.parse_args(argv)
     addresses = ["%012d" % i for i in range(1, a.meters + 1)]
     shards = [addresses[i::a.shards] for i in range(a.shards)]
