@@ -96,7 +96,7 @@ async def serve(app, reader):
             if word & meter_items.ACCOUNT_NOT_OPENED:
                 err = "meter_not_opened"
             else:
-                _adopt(app, rec, info)  # opened since re-registration; a reissued card
+                _opened(app, rec)  # its account was opened at the meter since re-registration
                 c = await credit(app.client, rec.address, app.keystore.meter_key(rec.address),
                                  info.amount, info.count, info.customer,
                                  app.keystore.operator_code, before_send=intent)
@@ -113,6 +113,7 @@ async def serve(app, reader):
         return await _write_back(app, card, reader, c.after, cf.RET_ALREADY, entry,
                                  "already_credited")
     app.journal.settle(entry, journal.CREDITED, c.after, relay_open)
+    _adopt(app, rec, info)
     log("meter: credited %d fen, balance %d" % (info.amount, c.after.balance))
     # 7. The terminal never closes a relay: a card at the meter does.
     if relay_open:
@@ -144,21 +145,27 @@ async def _meter_refused(app, card, reader, info, entry, err):
     return await _refuse(app, reader, refusals.screen_for(err), err)
 
 
-def _adopt(app, rec, info):
-    """Record what the meter and the card just showed: a meter awaiting its
-    opening purchase has had it; a reissued card becomes the current one."""
-    changed = False
+def _opened(app, rec):
+    """A meter awaiting its opening purchase at the meter has had it."""
     if rec.state == records.AWAITING_OPENING:
         rec.state = records.ACTIVE
-        changed = True
+        app.records.put(rec)
+
+
+def _adopt(app, rec, info):
+    """A card whose purchase just landed is the customer's current card (the
+    first one seen, or a reissued one); the one it replaces is retired. Only
+    a landed purchase counts: a stale reissued card whose purchase is long on
+    the meter must not retire the card in use."""
     serial = info.serial.hex()
     if rec.serial != serial:
         if rec.serial:
             rec.retired = ([rec.serial] + rec.retired)[:records.RETIRED]
         rec.serial = serial
-        changed = True
-    if changed:
-        app.records.put(rec)
+        try:
+            app.records.put(rec)
+        except OSError as e:  # the credit stands; the next purchase adopts it
+            app.log("records: card %s not recorded: %r" % (serial, e))
 
 
 def _record_refusal(rec, info):
