@@ -405,13 +405,16 @@ class Mitm:
                      made right again, so only MACs can catch it)
       hold_request   held back, delivered to the meter just before the
                      terminal's request two after it (a delayed replay)
+      replay_reply   not forwarded; answered with the meter's last reply to
+                     that DI from an earlier session (a recorded read-back
+                     showing a count, an old R2...)
 
     silent_from: every request from that number on is dropped (a meter, or
     its bus segment, gone silent mid-session).
     """
 
     ACTIONS = ("drop_request", "drop_reply", "fake_done", "fake_repeat", "garble_reply",
-               "hold_request")
+               "hold_request", "replay_reply")
 
     def __init__(self, host, port):
         self.target = (host, port)
@@ -424,6 +427,7 @@ class Mitm:
         self.plan = {}
         self.silent_from = None
         self.held = None  # (request number, wire bytes) held back
+        self.replies = {}  # DI (hex) -> the meter's last good reply to it, as sent
         self.lock = threading.Lock()
         self.requests = []  # (index, control, DI hex or "") of every request seen
         self.done = []  # (index, action) applied
@@ -517,6 +521,9 @@ class Mitm:
         if act == "hold_request":
             self.held = (n, f.wire)
             return
+        if act == "replay_reply" and di in self.replies:
+            c.sendall(self.replies[di])
+            return
         if act == "fake_done" and f.control == 0x03:
             c.sendall(pre + codec.encode(addr, 0x83, f.data[:4]))
             return
@@ -528,6 +535,8 @@ class Mitm:
 
     def _reply(self, f, c, pending):
         act = pending.pop(0) if pending else None
+        if f.control & 0x40 == 0 and len(f.data) >= 4:  # a good reply: record it
+            self.replies[f.data[:4][::-1].hex()] = f.wire
         if act == "drop_reply":
             return
         if act == "garble_reply" and len(f.data) > 4:
