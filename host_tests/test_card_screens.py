@@ -41,35 +41,55 @@ def expected(name, **fields):
     return pixels(png.encode(d.panel, st7565.WIDTH, st7565.HEIGHT))
 
 
+class Terminal:
+    """The unix board's terminal under micropython with one meter on a
+    simulated bus, its card slot open and every screen saved as a PNG."""
+
+    def __init__(self, tmp_path, meter_state):
+        keys = tmp_path / "keys.json"
+        keys.write_text(json.dumps({"terminal_id": "000000000099", "mk_m": MK_M,
+                                    "mk_c": MK_C.hex()}))
+        meters = tmp_path / "meters.json"
+        meters.write_text(json.dumps([{"address": METER, "meter_number": METER,
+                                       "customer": CUSTOMER}]))
+        self.shots = tmp_path / "shots"
+        self.port = free_port()
+        self.sim = MeterSim(meters=[dict(meter_state, address=METER, customer=CUSTOMER)],
+                            reply_delay_ms=5)
+        self.sim.start()
+        self.proc = subprocess.Popen(
+            [MICROPYTHON, "-X", "heapsize=512k", os.path.join(ROOT, "boards/unix/terminal.py"),
+             "--bus", self.sim.bus, "--meters", str(meters), "--state", str(tmp_path / "state"),
+             "--card-slot", "tcp:127.0.0.1:%d" % self.port, "--keys", str(keys), "--auto-ok",
+             "--display", "none", "--screenshot", str(self.shots), "--interval", "3600"],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=dict(os.environ, MICROPYPATH=MP_PATH))
+        self.said = Output(self.proc.stdout)
+        self.said.wait("card slot: listening on 127.0.0.1:%d" % self.port)
+
+    def stop(self):
+        """-> everything the terminal printed, once it has stopped."""
+        self.proc.terminate()
+        self.proc.wait(10)
+        self.sim.stop()
+        return "\n".join(self.said.close())
+
+    def screens(self):
+        return [pixels(open(p, "rb").read())
+                for p in sorted(glob.glob(str(self.shots / "screen-*.png")))]
+
+
 def test_each_card_gets_its_screen(tmp_path):
     """A purchase card is credited (its screens in order, the meter's count
     and balance moved once), an opening card and a clone are refused, a
     card pulled while it is read asks to be put back."""
-    keys = tmp_path / "keys.json"
-    keys.write_text(json.dumps({"terminal_id": "000000000099", "mk_m": MK_M,
-                                "mk_c": MK_C.hex()}))
-    meters = tmp_path / "meters.json"
-    meters.write_text(json.dumps([{"address": METER, "meter_number": METER,
-                                   "customer": CUSTOMER}]))
-    shots = tmp_path / "shots"
-    port = free_port()
-    sim = MeterSim(meters=[{"address": METER, "customer": CUSTOMER, "balance": 5000,
-                            "count": 6, "opened": True}], reply_delay_ms=5)
-    sim.start()
-    proc = subprocess.Popen(
-        [MICROPYTHON, "-X", "heapsize=512k", os.path.join(ROOT, "boards/unix/terminal.py"),
-         "--bus", sim.bus, "--meters", str(meters), "--state", str(tmp_path / "state"),
-         "--card-slot", "tcp:127.0.0.1:%d" % port, "--keys", str(keys), "--auto-ok",
-         "--display", "none", "--screenshot", str(shots), "--interval", "3600"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=dict(os.environ, MICROPYPATH=MP_PATH))
-    said = Output(proc.stdout)
+    term = Terminal(tmp_path, {"balance": 5000, "count": 6, "opened": True})
+    said, port = term.said, term.port
     clone = card_model.Card.issued(MK_C, SERIAL, cf.PURCHASE, METER, CUSTOMER,
                                    10000, 2, key=bytes(16))  # same files, not the card's key
     good = make_card(amount=12345, count=7)
     cards = [good, make_card(card_type=cf.OPENING, count=1), clone]
     try:
-        said.wait("card slot: listening on 127.0.0.1:%d" % port)
         for n, card in enumerate(cards, 1):
             t0 = card_sim.T0Sim("127.0.0.1", port, card)
             t0.insert()
@@ -80,17 +100,13 @@ def test_each_card_gets_its_screen(tmp_path):
         t0.insert(pull_after=40)  # pulled in the middle of reading
         said.wait("card: removed", 4)  # after "put the card back" has been up 3 s
         said.wait("screen: idle", 5)  # drawn (and saved) after the last card
-        meter = sim.meter(METER)
+        meter = term.sim.meter(METER)
     finally:
-        proc.terminate()
-        proc.wait(10)
-        sim.stop()
-    out = "\n".join(said.close())
+        out = term.stop()
     assert (meter["count"], meter["balance"]) == (7, 5000 + 12345), out
     ret = cf.parse_return(good.files[cf.SFI_RETURN])
     assert (ret["balance"], ret["count"], ret["result"]) == (5000 + 12345, 7, cf.RET_CREDITED)
-    pngs = [pixels(open(p, "rb").read())
-            for p in sorted(glob.glob(str(shots / "screen-*.png")))]
+    pngs = term.screens()
     reading = expected("reading")
     want = [expected("card_info", customer=CUSTOMER, meter=METER, amount=12345),
             expected("opening_card"),
@@ -107,42 +123,20 @@ def test_each_card_gets_its_screen(tmp_path):
 def test_tripped_meter_gets_its_credit_and_says_power_returns_at_the_meter(tmp_path):
     """The relay is open: the credit lands, the screen says to insert the card
     at the meter, and the relay stays open (the terminal never closes it)."""
-    keys = tmp_path / "keys.json"
-    keys.write_text(json.dumps({"terminal_id": "000000000099", "mk_m": MK_M,
-                                "mk_c": MK_C.hex()}))
-    meters = tmp_path / "meters.json"
-    meters.write_text(json.dumps([{"address": METER, "customer": CUSTOMER}]))
-    shots = tmp_path / "shots"
-    port = free_port()
-    sim = MeterSim(meters=[{"address": METER, "customer": CUSTOMER, "balance": -350,
-                            "count": 4, "opened": True, "relay_open": True}], reply_delay_ms=5)
-    sim.start()
-    proc = subprocess.Popen(
-        [MICROPYTHON, "-X", "heapsize=512k", os.path.join(ROOT, "boards/unix/terminal.py"),
-         "--bus", sim.bus, "--meters", str(meters), "--state", str(tmp_path / "state"),
-         "--card-slot", "tcp:127.0.0.1:%d" % port, "--keys", str(keys), "--auto-ok",
-         "--display", "none", "--screenshot", str(shots), "--interval", "3600"],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-        env=dict(os.environ, MICROPYPATH=MP_PATH))
-    said = Output(proc.stdout)
+    term = Terminal(tmp_path, {"balance": -350, "count": 4, "opened": True, "relay_open": True})
+    said = term.said
     card = make_card(amount=10000, count=5)
     try:
-        said.wait("card slot: listening on 127.0.0.1:%d" % port)
-        t0 = card_sim.T0Sim("127.0.0.1", port, card)
+        t0 = card_sim.T0Sim("127.0.0.1", term.port, card)
         t0.insert()
         said.wait("card: shown; waiting for the pull")
-        meter = sim.meter(METER)
+        meter = term.sim.meter(METER)
         t0.pull()
         said.wait("screen: idle", 2)
     finally:
-        proc.terminate()
-        proc.wait(10)
-        sim.stop()
-    out = "\n".join(said.close())
+        out = term.stop()
     assert (meter["count"], meter["balance"], meter["relay_open"]) == (5, 9650, True), out
     ret = cf.parse_return(card.files[cf.SFI_RETURN])
     assert (ret["balance"], ret["count"], ret["result"]) == (9650, 5, cf.RET_CREDITED)
     assert "screen: relay_tripped" in out and "screen: success" not in out, out
-    pngs = [pixels(open(p, "rb").read())
-            for p in sorted(glob.glob(str(shots / "screen-*.png")))]
-    assert expected("relay_tripped", amount=10000) in pngs
+    assert expected("relay_tripped", amount=10000) in term.screens()
