@@ -54,9 +54,12 @@ def _run(rig, image, serial, start, cut_after):
     return st["cut"], ops
 
 
+@pytest.mark.parametrize("torn", [1, 0], ids=["half_written", "not_written"])
 @pytest.mark.parametrize("first_card", [False, True], ids=["known_card", "first_card"])
-def test_power_cut_at_every_flash_operation(mpy, first_card):
-    with Rig([meter_state(METER)], mpy=mpy) as rig:
+def test_power_cut_at_every_flash_operation(mpy, first_card, torn):
+    """torn: the operation the cut hits programs (or erases) half its bytes,
+    or none of them."""
+    with Rig([meter_state(METER)], mpy=mpy, torn=torn) as rig:
         image, serial, start = _prepared(rig, first_card)
         cut, n = _run(rig, image, serial, start, None)
         assert not cut and n > 0
@@ -109,3 +112,35 @@ def test_power_cut_during_the_recovery_too(mpy):
             rig.term.cmd("halt")
         print("recovery cut points: %d" % covered)
         assert covered > 0
+
+
+def test_power_cut_during_the_first_boot(mpy):
+    """A blank flash: the first boot formats littlefs and seeds the meter
+    records. The power cut at its first and last 10 operations and at 30
+    in between; each time the next boot finishes the job and a purchase
+    lands once."""
+    with Rig([meter_state(METER), meter_state("000000000002")], mpy=mpy) as rig:
+        blank = rig.snapshot("blank.img")
+        rig.boot()
+        n = rig.term.cmd("status")["ops"]
+        ks = sorted(set(range(10)) | set(range(n - 10, n)) | set(range(0, n, max(1, n // 30))))
+        bricked = []
+        for k in ks:
+            rig.restore(blank)
+            rig.reset_meters()
+            since = rig.term.mark()
+            rig.boot(cut_after=k, settle=False)
+            rig.wait_down(since)
+            try:
+                rig.boot()
+            except AssertionError as e:  # collect them all: which cuts brick it
+                bricked.append((k, str(e)))
+                continue
+            for m in (METER, "000000000002"):
+                p = rig.sell(m)
+                rig.session(p)
+            rig.check()
+        print("first boot: %d operations, cut at %d of them" % (n, len(ks)))
+        assert not bricked, ("%d of %d cuts of the first boot (of %d operations) leave a "
+                             "terminal that cannot boot: %s"
+                             % (len(bricked), len(ks), n, bricked))

@@ -246,3 +246,19 @@ def test_meter_session_expiring_in_the_middle(rig, minutes):
     rig.settle_card(p)
     rig.check(only=(meter,))
     assert rig.sim.meter(meter)["failures"] <= 2
+
+
+def test_overdrawn_meter_balance_is_signed_on_the_card(rig):
+    """A meter in overdraft: the credit lands, and the card's return file
+    carries the meter's balance as a signed number, still negative if the
+    purchase does not cover the debt."""
+    meter = M[12]
+    serial = bytes.fromhex("8899000000000013")
+    rig.sim.set(meter, balance=-12345, session_minutes=5)
+    st = rig.sim.meter(meter)
+    rig.initial[meter] = (st["balance"], st["count"])
+    rig.sold[meter] = []
+    p = rig.sell(meter, amount=5000, serial=serial)
+    rig.settle_card(p)
+    rig.check(only=(meter,))
+    assert p.returned()["balance"] == -7345

@@ -223,6 +223,7 @@ class Harness:
             torn = self.setup.get("torn", flash.TORN_HALF)
         self.dev = CutDev(self.ram, cut_after, torn)
         self.cut = False
+        gc.collect()  # a board powers on with an empty heap
         s = self.setup
         baud = s.get("baud", 115200)
         self.uart = DeadUART(s["bus"], baud)
@@ -232,7 +233,8 @@ class Harness:
         self.slot = Slot("tcp:127.0.0.1:%d" % s["slot"], log=lambda t: None)
         config = {"meters": s.get("poll") or [], "seed": s.get("seed") or [],
                   "keystore": self.keystore, "auto_ok": True, "lang": "en",
-                  "interval": s.get("interval", 5), "pulled_ms": 50}
+                  "interval": s.get("interval", 5), "pulled_ms": 50,
+                  "record_capacity": 40}
         self.up = True
         try:
             storage.mount(self.dev, ROOT)
