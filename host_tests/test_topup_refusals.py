@@ -262,3 +262,26 @@ def test_overdrawn_meter_balance_is_signed_on_the_card(rig):
     rig.settle_card(p)
     rig.check(only=(meter,))
     assert p.returned()["balance"] == -7345
+
+
+def test_card_refusing_the_write_back(rig):
+    """A card that refuses every secure write (6988): the credit lands once,
+    the resident is told the card was not updated, and each time the card
+    comes back it is "already credited", never credited again."""
+    meter = M[12]
+    serial = bytes.fromhex("8899000000000013")
+    st = rig.sim.meter(meter)
+    rig.initial[meter] = (st["balance"], st["count"])
+    rig.sold[meter] = []
+    p = rig.sell(meter, serial=serial)
+    p.card.refuse_mac = True
+    for _ in range(3):
+        logs = rig.session(p)
+        assert "card_not_updated" in screens(logs), logs
+        assert p.returned() is None
+        rig.check(settled=False, only=(meter,))
+    st = rig.sim.meter(meter)
+    assert st["count"] == p.count and st["balance"] == rig.initial[meter][0] + p.amount
+    p.card.refuse_mac = False
+    rig.settle_card(p)
+    rig.check(only=(meter,))
