@@ -7,7 +7,10 @@ import json
 import os
 import struct
 import subprocess
+import time
 import zlib
+
+import pytest
 
 import hostpath  # noqa: F401
 import card_files as cf
@@ -45,7 +48,7 @@ class Terminal:
     """The unix board's terminal under micropython with one meter on a
     simulated bus, its card slot open and every screen saved as a PNG."""
 
-    def __init__(self, tmp_path, meter_state):
+    def __init__(self, tmp_path, meter_state, sim=None):
         keys = tmp_path / "keys.json"
         keys.write_text(json.dumps({"terminal_id": "000000000099", "mk_m": MK_M,
                                     "mk_c": MK_C.hex()}))
@@ -54,9 +57,11 @@ class Terminal:
                                        "customer": CUSTOMER}]))
         self.shots = tmp_path / "shots"
         self.port = free_port()
-        self.sim = MeterSim(meters=[dict(meter_state, address=METER, customer=CUSTOMER)],
-                            reply_delay_ms=5)
-        self.sim.start()
+        self.sim = sim  # a restart keeps the building's meters
+        if sim is None:
+            self.sim = MeterSim(meters=[dict(meter_state, address=METER, customer=CUSTOMER)],
+                                reply_delay_ms=5)
+            self.sim.start()
         self.proc = subprocess.Popen(
             [MICROPYTHON, "-X", "heapsize=512k", os.path.join(ROOT, "boards/unix/terminal.py"),
              "--bus", self.sim.bus, "--meters", str(meters), "--state", str(tmp_path / "state"),
@@ -67,11 +72,16 @@ class Terminal:
         self.said = Output(self.proc.stdout)
         self.said.wait("card slot: listening on 127.0.0.1:%d" % self.port)
 
-    def stop(self):
-        """-> everything the terminal printed, once it has stopped."""
-        self.proc.terminate()
+    def stop(self, kill=False, keep_sim=False):
+        """-> everything the terminal printed, once it has stopped (kill:
+        SIGKILL, a power cut: nothing runs after it)."""
+        if kill:
+            self.proc.kill()
+        else:
+            self.proc.terminate()
         self.proc.wait(10)
-        self.sim.stop()
+        if not keep_sim:
+            self.sim.stop()
         return "\n".join(self.said.close())
 
     def screens(self):
@@ -140,3 +150,32 @@ def test_tripped_meter_gets_its_credit_and_says_power_returns_at_the_meter(tmp_p
     assert (ret["balance"], ret["count"], ret["result"]) == (9650, 5, cf.RET_CREDITED)
     assert "screen: relay_tripped" in out and "screen: success" not in out, out
     assert expected("relay_tripped", amount=10000) in term.screens()
+
+
+@pytest.mark.parametrize("delay", [0.0, 0.3, 0.7, 1.1, 1.5])
+def test_killed_mid_top_up_then_restarted_credits_once(tmp_path, delay):
+    """The unix board's contract: killing the terminal at any moment is a
+    power cut, and a restart with the same --state recovers. Killed `delay`
+    s into the meter session, restarted, the same card again: the meter has
+    the purchase exactly once and the card's return file says so."""
+    term = Terminal(tmp_path, {"balance": 5000, "count": 6, "opened": True})
+    card = make_card(amount=2500, count=7)
+    try:
+        t0 = card_sim.T0Sim("127.0.0.1", term.port, card)
+        t0.insert()
+        term.said.wait("screen: progress")
+        time.sleep(delay)  # the moment of the power cut, not a wait for behaviour
+        first = term.stop(kill=True, keep_sim=True)
+        t0.pull()
+        term = Terminal(tmp_path, None, sim=term.sim)  # the same flash image
+        t0 = card_sim.T0Sim("127.0.0.1", term.port, card)
+        t0.insert()
+        term.said.wait("card: shown; waiting for the pull")
+        meter = term.sim.meter(METER)
+        t0.pull()
+    finally:
+        out = term.stop()
+    assert (meter["count"], meter["balance"]) == (7, 5000 + 2500), (first, out)
+    ret = cf.parse_return(card.files[cf.SFI_RETURN]) or {}
+    assert (ret.get("count"), ret.get("balance")) == (7, 7500), (first, out)
+    assert ret["result"] in (cf.RET_CREDITED, cf.RET_ALREADY), (first, out)
