@@ -29,8 +29,8 @@ Unconfirmed and Refused are both TopUpSent.
 """
 import dlt645
 from meter_security import (ALREADY, CREDITED, SERR_COUNT, SERR_CUSTOMER, CountError,
-                            CustomerMismatch, MeterSession, RepeatTopUp, customer_bytes,
-                            topup_fields)
+                            CustomerMismatch, MeterSession, NotAuthenticated, RepeatTopUp,
+                            customer_bytes, topup_fields)
 
 _NO_OPERATOR = b"\x00\x00\x00\x00"
 
@@ -93,8 +93,7 @@ async def credit(client, address, meter_key, amount, count, customer, operator=_
     cust = customer_bytes(customer)
     s = MeterSession(client, address, meter_key, operator)
     try:
-        await s.authenticate()
-        before = await s.read_back()
+        before = await _first_read_back(s)
         if before.customer_raw != cust:
             e = CustomerMismatch(SERR_CUSTOMER)
         elif before.count == count:  # MAC-checked: this purchase is on the meter
@@ -135,6 +134,19 @@ async def _top_up(s, amount, count, cust, before):
             raise Refused(answer, *args, after=after)
     raise Unconfirmed("the meter's count stays %d after two top-up frames" % after.count,
                       *args, after=after, cause=answer)
+
+
+async def _first_read_back(s):
+    """Authenticate and read back, once more if the read-back's MACs fail:
+    the meter accepted our C1, so its key is ours, and a wrong MAC means the
+    session keys differ: a late reply to an earlier request (a stale R2) or
+    a line that lied. Nothing is sent yet, and the meter counts no failure."""
+    await s.authenticate()
+    try:
+        return await s.read_back()
+    except NotAuthenticated:
+        await s.authenticate()
+        return await s.read_back()
 
 
 async def _read_back_after(s, count):

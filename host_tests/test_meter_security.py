@@ -359,6 +359,19 @@ def test_failures_before_the_top_up_keep_their_type_and_send_nothing(sim, fault,
     assert state(sim) == (10000, 1)
 
 
+def test_one_bad_read_back_before_the_top_up_is_read_again_in_a_new_session(sim):
+    """A late reply (a stale R2) or a line that lied makes the first
+    read-back's MACs fail: the meter accepted our C1, so credit() asks once
+    more in a fresh session before anything is sent; the purchase lands
+    once and the meter counted no failure."""
+    sim.fault(M1, "bad_readback_mac", times=1)
+    c = run(sim, credit(700, 2))
+    assert c.result == mc.CREDITED and c.after.count == 2
+    assert state(sim) == (10700, 2)
+    assert len(topups_at_meter(sim)) == 1
+    assert sim.meter(M1)["failures"] == 0
+
+
 def test_amount_zero_is_refused_before_anything_is_sent(sim):
     async def body(client, bus):
         with pytest.raises(ValueError):
