@@ -93,7 +93,7 @@ async def credit(client, address, meter_key, amount, count, customer, operator=_
     cust = customer_bytes(customer)
     s = MeterSession(client, address, meter_key, operator)
     try:
-        before = await _first_read_back(s)
+        before = await first_read_back(s)
         if before.customer_raw != cust:
             e = CustomerMismatch(SERR_CUSTOMER)
         elif before.count == count:  # MAC-checked: this purchase is on the meter
@@ -136,7 +136,7 @@ async def _top_up(s, amount, count, cust, before):
                       *args, after=after, cause=answer)
 
 
-async def _first_read_back(s):
+async def first_read_back(s):
     """Authenticate and read back, once more if the read-back's MACs fail:
     the meter accepted our C1, so its key is ours, and a wrong MAC means the
     session keys differ: a late reply to an earlier request (a stale R2) or

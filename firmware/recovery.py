@@ -18,6 +18,7 @@ been written back stays open until that card comes back: the flow's
 "already credited" path writes its return file.
 """
 import journal
+from meter_credit import first_read_back
 from meter_security import MeterSession
 
 
@@ -35,8 +36,7 @@ async def settle_meter(app, rec):
     s = MeterSession(app.client, rec.address, app.keystore.meter_key(rec.address),
                      app.keystore.operator_code)
     try:
-        await s.authenticate()
-        st = await s.read_back()
+        st = await first_read_back(s)
     finally:
         await s.end()
     if st.count >= e.count:
