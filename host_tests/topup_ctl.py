@@ -322,7 +322,7 @@ class Rig:
         assert sim.error is None, sim.error
         return t.logs(since)
 
-    def settle_card(self, p, tries=4):
+    def settle_card(self, p, tries=6):
         """Re-insert a card until its return file shows the meter has its
         purchase (credited or already); -> the logs of the last session."""
         logs = []
@@ -643,7 +643,7 @@ class World:
         stuck = []
         for meter, p in self.card.items():
             logs = []
-            for _ in range(4):
+            for _ in range(6):
                 if self.settled(meter):
                     break
                 logs = rig.session(p)
