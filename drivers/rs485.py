@@ -73,6 +73,24 @@ class RS485:
             left -= len(got)
             await asyncio.sleep_ms(0)
 
+    async def quiet(self, quiet_ms, limit_ms):
+        """Before a retry: wait for the line to stay silent `quiet_ms`
+        (at most `limit_ms` in all), dropping what comes. A reply that
+        arrives after its timeout must not be taken for the retry's: for
+        identity authentication that would pair our new R1 with the meter's
+        old R2, a session key the meter does not hold."""
+        async with self.lock:
+            reader = self._reader
+            deadline = time.ticks_add(time.ticks_ms(), limit_ms)
+            while time.ticks_diff(deadline, time.ticks_ms()) > 0:
+                try:
+                    got = await asyncio.wait_for_ms(reader.read(64), quiet_ms)
+                except asyncio.TimeoutError:
+                    return True
+                if got is not None and not got:
+                    raise BusClosed
+            return False
+
     async def _send(self, frame):
         await self._discard_input()
         if self._de is not None:

@@ -11,6 +11,7 @@ from dlt645 import (CTRL_READ, CTRL_READ_FOLLOW, CTRL_READ_ADDRESS,
                     CTRL_WRITE, CTRL_BROADCAST_TIME, FOLLOW, di_bytes)
 
 _REPLY_MS = const(500)  # the standard allows a meter 20..500 ms
+_QUIET_MS = const(300)  # silence that ends a late reply before a retry
 _MAX_FOLLOW = const(32)  # a read never needs more follow-up frames than this
 
 # Errors worth another try: the line garbled or dropped the exchange.
@@ -39,6 +40,9 @@ class MeterClient:
             except _RETRYABLE:
                 if attempt == tries - 1:
                     raise
+                quiet = getattr(self.bus, "quiet", None)
+                if quiet is not None:  # a late reply must not answer the retry
+                    await quiet(min(timeout_ms, _QUIET_MS), 2 * timeout_ms)
 
     async def read(self, address, di):
         """Value bytes of data item `di`, follow-up frames joined."""

@@ -62,8 +62,8 @@ class Mitm:
     """A man in the middle on the wire between the terminal and the simulator.
     request(frame) -> PASS; DROP (the meter never sees it); bytes (dropped,
     and these answer it); CLOSE (passed on, then both links cut); CUT (both
-    links cut before it reaches the meter). reply(frame) -> PASS, DROP or
-    bytes (sent instead). Without a hook bytes flow untouched (garbled too)."""
+    links cut before it reaches the meter). reply(frame) -> PASS, DROP,
+    bytes (sent instead) or a float (passed on that many seconds late). Without a hook bytes flow untouched (garbled too)."""
 
     def __init__(self, sim, request=None, reply=None):
         self.sim, self.request, self.reply = sim, request, reply
@@ -112,6 +112,9 @@ class Mitm:
                     return
                 if isinstance(act, bytes):
                     terminal.write(act)
+                if isinstance(act, float):  # passed on that many seconds late
+                    asyncio.get_running_loop().call_later(
+                        act, dst.write, dlt645.encode(frame.address, frame.control, frame.data))
                 frame = dec.feed()
 
 
@@ -370,6 +373,24 @@ def test_one_bad_read_back_before_the_top_up_is_read_again_in_a_new_session(sim)
     assert state(sim) == (10700, 2)
     assert len(topups_at_meter(sim)) == 1
     assert sim.meter(M1)["failures"] == 0
+
+
+def test_a_late_identity_reply_does_not_answer_the_retry(sim):
+    """The meter's first identity reply (R2a) comes after the terminal gave
+    up on it; the retry makes the meter pick R2b. Taking the late R2a for
+    the retry's answer would pair it with a session key the meter does not
+    hold: the line is left to go quiet first, and the purchase lands once."""
+    late = []
+
+    def reply(f):
+        if f.data[0:4] == bytes.fromhex("ff000007") and not late:  # DI 070000FF
+            late.append(f)
+            return 1.15  # after the 1 s timeout, inside the retry's wait
+        return PASS
+    c = run(sim, credit(700, 2), Mitm(sim, reply=reply))
+    assert late and c.result == mc.CREDITED
+    assert state(sim) == (10700, 2)
+    assert len(topups_at_meter(sim)) == 1
 
 
 def test_amount_zero_is_refused_before_anything_is_sent(sim):
