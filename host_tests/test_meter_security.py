@@ -63,7 +63,8 @@ class Mitm:
     request(frame) -> PASS; DROP (the meter never sees it); bytes (dropped,
     and these answer it); CLOSE (passed on, then both links cut); CUT (both
     links cut before it reaches the meter). reply(frame) -> PASS, DROP,
-    bytes (sent instead) or a float (passed on that many seconds late). Without a hook bytes flow untouched (garbled too)."""
+    bytes (sent instead) or a float (passed on that many seconds late).
+    Without a hook bytes flow untouched (garbled too)."""
 
     def __init__(self, sim, request=None, reply=None):
         self.sim, self.request, self.reply = sim, request, reply
