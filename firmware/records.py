@@ -298,22 +298,24 @@ def _is12(v):
 
 
 def _create(path, size):
-    """A table file of `size` zero bytes, made once; one of another size is
-    refused, never wiped."""
+    """A table page of `size` zero bytes, made once; one of another size is
+    refused, never wiped. A page is written whole under a temporary name and
+    renamed: a power cut during the first boot leaves no page, or a whole
+    one (littlefs commits a new file empty before its bytes: a page made in
+    place could be left at 0 bytes for good)."""
     try:
         have = os.stat(path)[6]
     except OSError:
         have = None
     if have == size:
         return
-    if have is not None:
+    if have:  # 0 bytes: cut while an earlier firmware made it in place
         raise RecordError("%s is %d bytes, not %d: not this firmware's records table"
                           % (path, have, size))
-    with open(path, "wb") as f:
-        zero = bytes(512)
-        for _ in range(size // 512):
-            f.write(zero)
-        f.write(bytes(size % 512))
+    tmp = path + ".new"
+    with open(tmp, "wb") as f:
+        f.write(bytes(size))
+    os.rename(tmp, path)
 
 
 def _mkdir(path):
