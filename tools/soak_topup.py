@@ -44,7 +44,7 @@ def pick_fault(rnd):
     return fault, arg
 
 
-def soak(purchases, meters, seed, mpy, progress=None, blocks=256, heap="256k"):
+def soak(purchases, meters, seed, mpy, progress=None, blocks=256, heap="384k"):
     """One terminal, `meters` meters (addresses first..), `purchases` sold.
     -> dict of figures; raises AssertionError if the invariant breaks."""
     rnd = random.Random(seed)
@@ -78,7 +78,9 @@ def main(argv=None):
     p.add_argument("--meters", type=int, default=32)
     p.add_argument("--shards", type=int, default=4)
     p.add_argument("--seed", type=int, default=1)
-    p.add_argument("--heap", default="256k", help="the terminal's heap (micropython -X heapsize)")
+    p.add_argument("--heap", default="384k",
+                   help="the terminal's heap (micropython -X heapsize); a soak boots many "
+                        "times in one process, which fragments a heap a board starts afresh")
     p.add_argument("--blocks", type=int, default=256,
                    help="4 KB flash blocks (256: the unix board's 1 MB, which the journal's "
                         "ring is sized for; it wraps many times in a soak)")
