@@ -27,6 +27,23 @@ TORN_HALF = const(1)  # it programs (or erases) the first half of its bytes
 TORN_GARBLED = const(2)  # and leaves the second half's bits half set (| 0xA5)
 
 
+def _ioctl(dev, op, arg):
+    """The block protocol's ioctl for a device with block_size, count,
+    writeblocks() and an erased block `_blank` (sync() if it buffers)."""
+    if op == 4:
+        return dev.count
+    if op == 5:
+        return dev.block_size
+    if op == 6:  # erase: the block back to all 0xFF
+        dev.writeblocks(arg, dev._blank, 0)
+        return 0
+    if op in (1, 2, 3):
+        if op == 3 and hasattr(dev, "sync"):
+            dev.sync()
+        return 0
+    return None
+
+
 class RAMBlockDev:
     def __init__(self, block_size, count):
         self.block_size = block_size
@@ -44,18 +61,7 @@ class RAMBlockDev:
         a = n * self.block_size + (off or 0)
         self.data[a:a + len(buf)] = buf
 
-    def ioctl(self, op, arg):
-        if op == 4:
-            return self.count
-        if op == 5:
-            return self.block_size
-        if op == 6:
-            a = arg * self.block_size
-            self.data[a:a + self.block_size] = self._blank
-            return 0
-        if op in (1, 2, 3):
-            return 0
-        return None
+    ioctl = _ioctl
 
 
 class FileBlockDev:
@@ -88,18 +94,10 @@ class FileBlockDev:
         self._f.write(buf)
         self._f.flush()  # a killed process must not lose an acknowledged write
 
-    def ioctl(self, op, arg):
-        if op == 4:
-            return self.count
-        if op == 5:
-            return self.block_size
-        if op == 6:
-            self.writeblocks(arg, self._blank, 0)
-            return 0
-        if op in (1, 2, 3):
-            self._f.flush()
-            return 0
-        return None
+    ioctl = _ioctl
+
+    def sync(self):
+        self._f.flush()
 
     def close(self):
         self._f.close()
