@@ -5,22 +5,13 @@ interleaves with a card's bus session. Prints one JSON line of findings."""
 import asyncio
 import json
 
-import framebuf
+from null_display import NullDisplay
 
 import app
 import card_files as cf
 import keypad
 import user_card
 
-
-class Display(framebuf.FrameBuffer):
-    def __init__(self):
-        self.buf = bytearray(128 * 64 // 8)
-        super().__init__(self.buf, 128, 64, framebuf.MONO_VLSB)
-        self.pushes = 0
-
-    def show(self):
-        self.pushes += 1
 
 
 class Reader:
@@ -68,7 +59,7 @@ class FakeCard:
 
 class Board:
     def __init__(self):
-        self.lcd = Display()
+        self.lcd = NullDisplay()
         self.queue = keypad.KeyQueue()
         self.slot = Slot()
         self.logs = []

@@ -23,7 +23,7 @@ import json
 import sys
 import time
 
-import framebuf
+from null_display import NullDisplay
 
 gc.collect()
 _HEAP0 = gc.mem_alloc()
@@ -47,16 +47,6 @@ ROOT = "/flash"
 def ms():
     return time.ticks_ms()
 
-
-class Display(framebuf.FrameBuffer):
-    """The ST7565's frame buffer; show() would push it over SPI."""
-
-    def __init__(self):
-        self.buf = bytearray(128 * 64 // 8)
-        super().__init__(self.buf, 128, 64, framebuf.MONO_VLSB)
-
-    def show(self):
-        pass
 
 
 class Slot(card_slot.CardSlot):
@@ -104,7 +94,7 @@ class Board:
         self.flash_calls = []
 
     def display(self, config):
-        return Display()
+        return NullDisplay()
 
     def keys(self, config):
         return None

@@ -38,7 +38,7 @@ import os
 import json
 import sys
 
-import framebuf
+from null_display import NullDisplay
 import vfs
 
 import app
@@ -57,14 +57,6 @@ CLOCK = (2026, 11, 29, 20, 0, 0, 6, 333)
 def emit(**ev):
     print(json.dumps(ev))
 
-
-class Display(framebuf.FrameBuffer):
-    def __init__(self):
-        self.buf = bytearray(128 * 64 // 8)
-        super().__init__(self.buf, 128, 64, framebuf.MONO_VLSB)
-
-    def show(self):
-        pass
 
 
 class DeadUART(UART):
@@ -152,7 +144,7 @@ class Harness:
         self.dev = None
         self.app = None
         self.bus = self.uart = self.slot = None
-        self.display = Display() if setup.get("display", True) else None
+        self.display = NullDisplay() if setup.get("display", True) else None
         self.cut = False
         self.up = False
         self.mounted = False
