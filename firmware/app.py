@@ -140,6 +140,14 @@ class App:
     def log(self, line):
         self.board.report("log", line)
 
+    def event(self, kind, **fields):
+        """Journal something that is not a top-up: a refusal, a technician's
+        action (with the technician card's serial), an alarm. Each gets the
+        terminal's next sequence number and reaches the head-end like a
+        top-up (docs/reporting.md). Never raises: an event that cannot be
+        written is logged, and the resident's flow goes on."""
+        self.log("event: %s %s" % (kind, " ".join("%s=%s" % kv for kv in sorted(fields.items()))))
+
     def later(self, ms, screen):
         """Back to idle after `ms` if `screen` is still up (one timer)."""
         async def back():

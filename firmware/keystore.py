@@ -7,10 +7,11 @@ written atomically, an interrupted save recovered on load) holding the key
 store record below. Files written before storage.py, the bare record, still
 load; the next save rewrites them in the checked form.
 
-Key store record (version 1), all fields in this order:
+Key store record (version 2), all fields in this order:
 
-    magic "TKS" 3 | version 1 | terminal id 6 (BCD, low byte first, as sent)
-    | MK_M 16 | MK_C 16 | K_t (transport) 16 | n 2 (little-endian)
+    magic "TKS" 3 | version 2 | terminal id 6 (BCD, low byte first, as sent)
+    | MK_M 16 | MK_C 16 | K_t (transport) 16 | K_r (reporting) 16
+    | n 2 (little-endian)
     | n x meter override 26 (ascending by wire address, each address once)
     | SHA-256 of everything before it 32
 
@@ -34,6 +35,14 @@ produces, and K_m stays sealed inside it even at rest:
 override with a wrong MAC, or sealing a blank K_m (all 00 or FF), is refused
 on import and on load.
 
+K_r signs the terminal's reports to the head-end (docs/reporting.md). It is
+this terminal's own key, KDF(MK_R, "R\0" | terminal id), derived at
+provisioning from the utility's reporting master key MK_R, which only the
+head-end and the provisioning station hold: a terminal's reports can be
+forged only with that terminal's key store, and K_r opens no meter and no
+card. Version 1 files (no K_r) still load; such a terminal does not report
+until it is re-provisioned.
+
 The operator code in DL/T 645 control-03 frames is terminal_id[0:4], the
 terminal id's low four bytes as they are sent (see operator_code).
 """
@@ -47,13 +56,15 @@ import sm4
 import storage
 
 _MAGIC = b"TKS"
-_VERSION = const(1)
-_HEAD = const(60)  # magic .. n
+_VERSION = const(2)
+_HEAD = const(76)  # magic .. n
+_HEAD_V1 = const(60)
 _ENTRY = const(26)
 _MAX_OVERRIDES = const(1000)
-_MAX_SIZE = const(26092)  # _HEAD + _MAX_OVERRIDES * _ENTRY + 32
+_MAX_SIZE = const(26108)  # _HEAD + _MAX_OVERRIDES * _ENTRY + 32
 _D_ENC = b"KMENC\x00\x00\x00"
 _D_MAC = b"KMMAC\x00\x00\x00"
+_D_REPORT = b"R\x00"
 
 
 class KeyStoreError(Exception):
@@ -100,9 +111,16 @@ def seal_meter_key(k_t, address, k_m):
     return a + e + sm4.mac(k_mac, a + e)
 
 
+def report_key(mk_r, terminal_id):
+    """K_r = KDF(MK_R, "R\\0" | terminal id wire bytes): the provisioning
+    station and the head-end derive a terminal's reporting key with this."""
+    return sm4.kdf(_key(mk_r, "reporting master key MK_R"), _D_REPORT + _address(terminal_id))
+
+
 class KeyStore:
-    def __init__(self, terminal_id, mk_m, mk_c, k_t):
-        """terminal_id: 12 digits (str) or 6 wire bytes."""
+    def __init__(self, terminal_id, mk_m, mk_c, k_t, k_r=None):
+        """terminal_id: 12 digits (str) or 6 wire bytes; k_r None: a
+        version 1 store, which does not report."""
         try:
             self.terminal_id = _address(terminal_id)
         except KeyStoreError:
@@ -110,6 +128,7 @@ class KeyStore:
         self._mk_m = _key(mk_m, "meter master key MK_M")
         self._mk_c = _key(mk_c, "card master key MK_C")
         self._k_t = _key(k_t, "transport key")
+        self._k_r = None if k_r is None else _key(k_r, "reporting key K_r")
         # The sealed override records, ascending by wire address, in one
         # buffer (after a load, a view into the file's bytes): 26 bytes a
         # meter and no allocation per meter (a dict of 1000 records
@@ -126,6 +145,11 @@ class KeyStore:
         return self.terminal_id[0:4]
 
     # --- keys the flows need -------------------------------------------
+    @property
+    def reporting_key(self):
+        """K_r, or None for a store provisioned before reporting."""
+        return self._k_r
+
     def meter_key(self, address):
         """K_m for a meter: its imported key, else KDF(MK_M, address || 00 00)."""
         a = _address(address)
@@ -206,6 +230,7 @@ class KeyStore:
         body = bytearray(_MAGIC)
         body.append(_VERSION)
         body += self.terminal_id + self._mk_m + self._mk_c + self._k_t
+        body += self._k_r or bytes(16)  # 16 zero bytes: none (a blank key is never a key)
         body += (len(self._table) // _ENTRY).to_bytes(2, "little")
         body += self._table
         return bytes(body) + hashlib.sha256(body).digest()
@@ -221,13 +246,14 @@ class KeyStore:
         n = len(data)
         if n < 3 or data[0:3] != _MAGIC:
             raise KeyStoreError(where + " is not a key store (wrong magic): re-provision it")
-        if n < 4 or data[3] != _VERSION:
+        if n < 4 or data[3] not in (1, _VERSION):
             raise KeyStoreError(where + " has an unsupported version:"
                                 " update the firmware or re-provision")
-        if n < _HEAD + 32:
+        head = _HEAD if data[3] == _VERSION else _HEAD_V1
+        if n < head + 32:
             raise KeyStoreError(where + " is truncated (%d bytes): re-provision it" % n)
-        count = int.from_bytes(data[58:60], "little")
-        end = _HEAD + count * _ENTRY
+        count = int.from_bytes(data[head - 2:head], "little")
+        end = head + count * _ENTRY
         if n != end + 32:
             raise KeyStoreError(where + " has the wrong length (%d bytes, header says %d): "
                                 "truncated or damaged, re-provision it" % (n, end + 32))
@@ -236,9 +262,10 @@ class KeyStore:
         if count > _MAX_OVERRIDES:
             raise KeyStoreError(where + " holds more than %d meter keys: re-provision it"
                                 % _MAX_OVERRIDES)
-        ks = cls(data[4:10], data[10:26], data[26:42], data[42:58])
+        k_r = data[58:74] if head == _HEAD and data[58:74] != bytes(16) else None
+        ks = cls(data[4:10], data[10:26], data[26:42], data[42:58], k_r)
         prev = b""
-        for off in range(_HEAD, end, _ENTRY):  # saved in address order, each once
+        for off in range(head, end, _ENTRY):  # saved in address order, each once
             a = _address(data[off:off + 6])
             if a <= prev:
                 raise KeyStoreError(where + (" holds meter %s twice" if a == prev else
@@ -246,7 +273,7 @@ class KeyStore:
                                     + ": damaged or edited by hand, re-provision it")
             ks._verify(data[off:off + _ENTRY])
             prev = a
-        ks._table = memoryview(data)[_HEAD:end]
+        ks._table = memoryview(data)[head:end]
         return ks
 
     @classmethod

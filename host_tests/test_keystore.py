@@ -105,7 +105,7 @@ def test_messages_say_what_to_do(tmp_path):
     with pytest.raises(KeyStoreError, match="wrong magic"):
         KeyStore.from_bytes(b"")
     with pytest.raises(KeyStoreError, match="version"):
-        KeyStore.from_bytes(data[:3] + b"\x02" + data[4:])
+        KeyStore.from_bytes(data[:3] + b"\x03" + data[4:])
     with pytest.raises(KeyStoreError, match="truncated"):
         KeyStore.from_bytes(data[:70])
     bad = bytearray(data)
@@ -122,7 +122,7 @@ def _rehash(body):
 def test_override_with_bad_mac_in_a_well_formed_file_is_refused():
     data = _file(None)
     body = bytearray(data[:-32])
-    body[60 + 10] ^= 1  # inside the sealed K_m, checksum recomputed
+    body[76 + 10] ^= 1  # inside the sealed K_m, checksum recomputed
     with pytest.raises(KeyStoreError, match="fails its MAC"):
         KeyStore.from_bytes(_rehash(bytes(body)))
 
@@ -245,7 +245,7 @@ def test_micropython_reads_and_writes_the_same_format(tmp_path):
         % (bads[1], len(data) - 1, len(data)),
         "key store %s is not a checked file (wrong magic): re-provision it" % bads[2],
         "key store %s is truncated (0 bytes): re-provision it" % bads[3],
-        "key store %s is too large (1048576 bytes, at most 26132 expected): re-provision it"
+        "key store %s is too large (1048576 bytes, at most 26148 expected): re-provision it"
         % (tmp_path / "huge"),
         "key store %s missing: provision the terminal (tools/make_keystore.py)"
         % (tmp_path / "missing.bin"),
@@ -289,7 +289,7 @@ def _largest_store():
         a = bcd.from_digits("%012d" % (i + 1))
         e = c_enc.encrypt(bytes([i % 250 + 1]) * 16)
         recs.append(a + e + c_mac.mac(a + e))
-    body = dev_store().to_bytes()[:58] + (1000).to_bytes(2, "little") + b"".join(sorted(recs))
+    body = dev_store().to_bytes()[:74] + (1000).to_bytes(2, "little") + b"".join(sorted(recs))
     return _rehash(body)
 
 
@@ -300,14 +300,14 @@ def test_largest_key_store_loads_on_a_small_heap(tmp_path):
     p = str(tmp_path / "keys.bin")
     big = _largest_store()
     storage.write_atomic(p, big)
-    assert os.path.getsize(p) == 26092 + 40
+    assert os.path.getsize(p) == 26108 + 40
     ks = KeyStore.load(p)
     assert len(ks.overrides()) == 1000
     assert ks.meter_key("000000000500") == bytes([499 % 250 + 1]) * 16
     r = run_mp_json("host_tests/mp/keystore_check.py", "load", p, "000000000500", heap="128k")
     assert r["repr"] == "<KeyStore terminal 000000000099, 1000 meter overrides>"
     assert r["km"] == (bytes([499 % 250 + 1]) * 16).hex()
-    one_more = _rehash(big[:58] + (1001).to_bytes(2, "little") + big[60:-32]
+    one_more = _rehash(big[:74] + (1001).to_bytes(2, "little") + big[76:-32]
                        + keystore.seal_meter_key(K_T, "999999999999", OTHER_KM))
     storage.write_atomic(p, one_more)
     with pytest.raises(KeyStoreError, match="too large"):
@@ -336,7 +336,7 @@ def test_records_out_of_address_order_are_refused():
     r1 = keystore.seal_meter_key(K_T, "000000000001", OTHER_KM)
     r2 = keystore.seal_meter_key(K_T, "000000000002", OTHER_KM)
     body = bytearray(dev_store().to_bytes()[:-32])
-    body[58:60] = (2).to_bytes(2, "little")
+    body[74:76] = (2).to_bytes(2, "little")
     assert KeyStore.from_bytes(_rehash(bytes(body) + r1 + r2)).overrides() == [
         "000000000001", "000000000002"]
     with pytest.raises(KeyStoreError, match="000000000001 out of order"):
@@ -462,7 +462,7 @@ def test_sealed_blank_meter_key_is_refused_on_import_and_load(blank):
         ks.import_meter_key(rec)
     assert ks.overrides() == []
     body = bytearray(dev_store().to_bytes()[:-32])
-    body[58:60] = (1).to_bytes(2, "little")
+    body[74:76] = (1).to_bytes(2, "little")
     with pytest.raises(KeyStoreError, match="blank"):
         KeyStore.from_bytes(_rehash(bytes(body) + rec))
 
@@ -471,7 +471,7 @@ def test_duplicate_meter_address_in_a_file_is_refused():
     first = keystore.seal_meter_key(K_T, "000000000002", OTHER_KM)
     second = keystore.seal_meter_key(K_T, "000000000002", H("a5" * 16))
     body = bytearray(dev_store().to_bytes()[:-32])
-    body[58:60] = (2).to_bytes(2, "little")
+    body[74:76] = (2).to_bytes(2, "little")
     with pytest.raises(KeyStoreError, match="000000000002 twice"):
         KeyStore.from_bytes(_rehash(bytes(body) + first + second))
 
@@ -489,3 +489,21 @@ def test_bare_record_saved_before_storage_still_loads_and_is_upgraded_on_save(tm
         f.write(_file(None)[:-1])
     with pytest.raises(KeyStoreError, match="wrong length"):
         KeyStore.load(p)
+
+
+def test_reporting_key_is_this_terminals_own_and_version_1_still_loads():
+    """K_r = KDF(MK_R, "R\\0" | terminal id): another terminal's differs, and
+    the store keeps K_r, never MK_R. A version 1 file loads, without K_r."""
+    mk_r = H("0f1e2d3c4b5a69788796a5b4c3d2e1f0")
+    k_r = keystore.report_key(mk_r, "000000000099")
+    assert k_r == sm4.kdf(mk_r, b"R\0" + bcd.from_digits("000000000099"))
+    assert k_r != keystore.report_key(mk_r, "000000000098")
+    ks = KeyStore("000000000099", MK_M, MK_C, K_T, k_r)
+    data = ks.to_bytes()
+    assert mk_r not in data and KeyStore.from_bytes(data).reporting_key == k_r
+    assert KeyStore.from_bytes(dev_store().to_bytes()).reporting_key is None
+    import hashlib
+    v1 = b"TKS\x01" + data[4:58] + data[74:-32]
+    old = KeyStore.from_bytes(v1 + hashlib.sha256(v1).digest())
+    assert old.reporting_key is None and old.meter_key("000000000001") == ks.meter_key(
+        "000000000001")

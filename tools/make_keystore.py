@@ -1,10 +1,13 @@
 """Create and maintain a terminal key store (firmware/keystore.py format).
 
     make_keystore.py create OUT [--terminal-id 12DIGITS] [--dev]
-                     [--mk-m HEX] [--mk-c HEX] [--transport HEX]
+                     [--mk-m HEX] [--mk-c HEX] [--transport HEX] [--mk-r HEX]
         Keys not given are fresh os.urandom keys. --dev puts in the security
-        profile's test master keys (what the meter and card simulators use),
-        for `make run` and tests only.
+        profile's test master keys (what the meter and card simulators use)
+        and the development reporting master key, for `make run` and tests
+        only. --mk-r is the utility's reporting master key MK_R: the store
+        gets this terminal's K_r = KDF(MK_R, terminal id), never MK_R; with
+        neither --mk-r nor --dev the terminal does not report.
     make_keystore.py seal --transport HEX --address 12DIGITS --km HEX
         Print the sealed 26-byte import record (hex) for a meter from another
         key batch: its K_m never travels in clear.
@@ -28,6 +31,8 @@ import keystore  # noqa: E402
 # The security profile's test master keys (public: test vectors).
 DEV_MK_M = "0123456789abcdeffedcba9876543210"
 DEV_MK_C = "fedcba98765432100123456789abcdef"
+# The development reporting master key MK_R (the head-end's --dev uses it too).
+DEV_MK_R = "0f1e2d3c4b5a69788796a5b4c3d2e1f0"
 
 
 def _hexkey(text, what):
@@ -43,11 +48,14 @@ def _hexkey(text, what):
 def cmd_create(a):
     mk_m = a.mk_m or (DEV_MK_M if a.dev else None)
     mk_c = a.mk_c or (DEV_MK_C if a.dev else None)
+    mk_r = a.mk_r or (DEV_MK_R if a.dev else None)
+    k_r = keystore.report_key(_hexkey(mk_r, "--mk-r"), a.terminal_id) if mk_r else None
     ks = keystore.KeyStore(
         a.terminal_id,
         _hexkey(mk_m, "--mk-m") if mk_m else os.urandom(16),
         _hexkey(mk_c, "--mk-c") if mk_c else os.urandom(16),
         _hexkey(a.transport, "--transport") if a.transport else os.urandom(16),
+        k_r,
     )
     d = os.path.dirname(os.path.abspath(a.out))
     os.makedirs(d, exist_ok=True)
@@ -89,6 +97,7 @@ def main(argv=None):
     c.add_argument("--mk-m")
     c.add_argument("--mk-c")
     c.add_argument("--transport")
+    c.add_argument("--mk-r")
     s = sub.add_parser("seal")
     s.add_argument("--transport", required=True)
     s.add_argument("--address", required=True)

@@ -158,15 +158,17 @@ def _digits12(where, m, key, required):
 
 def load_dev_keys(path):
     """A development key file (never a production key): terminal id and the
-    two master keys; the transport key is derived from MK_M."""
+    two master keys, and optionally the reporting master key "mk_r"; the
+    transport key is derived from MK_M."""
     import sm4
-    from keystore import KeyStore, KeyStoreError
+    from keystore import KeyStore, KeyStoreError, report_key
     try:
         with open(path) as f:
             d = json.loads(f.read())
         mk_m = bytes.fromhex(d["mk_m"])
+        k_r = report_key(bytes.fromhex(d["mk_r"]), d["terminal_id"]) if "mk_r" in d else None
         return KeyStore(d["terminal_id"], mk_m, bytes.fromhex(d["mk_c"]),
-                        sm4.kdf(mk_m, b"DEVTRANS"))
+                        sm4.kdf(mk_m, b"DEVTRANS"), k_r)
     except OSError:
         raise SetupError("key file %s not found or unreadable: check --keys" % path)
     except (ValueError, KeyError, TypeError, AttributeError, KeyStoreError) as e:
