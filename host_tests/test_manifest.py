@@ -183,3 +183,68 @@ def test_stub_refuses_two_modules_of_one_name(tmp_path):
     (tmp_path / "manifest.py").write_text('module("x.py")\nmodule("x.py", base_path="a")\n')
     with pytest.raises(ManifestError):
         run(str(tmp_path / "manifest.py"))
+
+
+# Built into MicroPython's esp32 port (C modules); asyncio is Python, frozen
+# by the port's own manifest ($(PORT_DIR)/boards/manifest.py).
+ESP32_BUILTINS = {"array", "binascii", "errno", "esp32", "framebuf", "gc", "hashlib", "io",
+                  "json", "machine", "micropython", "network", "os", "select", "socket",
+                  "struct", "sys", "time", "vfs"}
+
+
+def _imports(path):
+    import ast
+    with open(path, encoding="utf-8") as f:
+        tree = ast.parse(f.read())
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names |= {a.name.split(".")[0] for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def _uses(board):
+    """Every project module the board's files import, directly or through
+    others, and the modules from elsewhere they import."""
+    project = {}
+    for folder in (os.path.join("boards", board), "firmware", "drivers"):
+        for p in modules(folder):
+            project.setdefault(os.path.basename(p)[:-3], p)
+    todo = modules(os.path.join("boards", board))
+    used, outside = set(), set()
+    while todo:
+        p = todo.pop()
+        if p in used:
+            continue
+        used.add(p)
+        for name in _imports(p):
+            if name in project:
+                todo.append(project[name])
+            else:
+                outside.add(name)
+    return used, outside
+
+
+def test_production_board_freezes_every_module_it_imports():
+    m = run(os.path.join(ROOT, "boards", "esp32s3", "manifest.py"))
+    used, outside = _uses("esp32s3")
+    assert {"board.py", "main.py", "provision.py", "app.py", "rs485.py", "card_reader.py",
+            "st7565.py", "keypad.py", "card_detect.py", "keystore.py",
+            "sm4_viper.py"} <= {os.path.basename(p) for p in used}
+    missing = sorted(os.path.relpath(p, ROOT) for p in used - set(m.frozen.values()))
+    assert not missing, missing
+    # what is not ours is the port's: built in, or asyncio from its manifest
+    assert outside <= ESP32_BUILTINS | {"asyncio"}, sorted(outside - ESP32_BUILTINS)
+    assert "$(PORT_DIR)/boards/manifest.py" in m.external
+    # main.py is frozen under the name the port runs at boot
+    assert m.frozen["main.py"] == os.path.join(ROOT, "boards", "esp32s3", "main.py")
+
+
+def test_production_board_build_names_this_manifest_and_partition_table():
+    with open(os.path.join(ROOT, "boards", "esp32s3", "mpconfigboard.cmake")) as f:
+        cmake = f.read()
+    assert "set(MICROPY_FROZEN_MANIFEST ${MICROPY_BOARD_DIR}/manifest.py)" in cmake
+    assert "${MICROPY_BOARD_DIR}/partitions.csv" in cmake
+    assert "${MICROPY_BOARD_DIR}/sdkconfig.board" in cmake

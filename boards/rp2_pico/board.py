@@ -117,5 +117,10 @@ def report(kind, text):
     print(text)
 
 
+def network(config=None):
+    """The Pico has no network: no reports (boards/esp32s3 has one)."""
+    return None
+
+
 def close():
     pass

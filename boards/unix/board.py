@@ -98,6 +98,18 @@ def report(kind, text):
         c.log(text)
 
 
+class _HostLink:
+    """The host's own network, always up."""
+
+    async def up(self, timeout_ms=None):
+        return True
+
+
+def network(config):
+    """The reporting link: the host's network (boards/esp32s3: W5500 or Wi-Fi)."""
+    return _HostLink()
+
+
 def close():
     global _console
     if _console is not None:
