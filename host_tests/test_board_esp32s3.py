@@ -321,8 +321,8 @@ class Port:
 
 @pytest.fixture
 def prov():
-    spec = importlib.util.spec_from_file_location("esp32s3_provision",
-                                                  os.path.join(BOARD_DIR, "provision.py"))
+    spec = importlib.util.spec_from_file_location("esp32s3_provisioning_port",
+                                                  os.path.join(BOARD_DIR, "provisioning_port.py"))
     mod = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(mod)
     return mod

@@ -7,7 +7,7 @@ table this file must match (host_tests/test_board_esp32s3.py checks it).
 
 The same functions as every board (firmware/app.py), plus network(config).
 UART0 (GPIO43/44) is the provisioning port, not a REPL: boards/esp32s3/
-main.py and provision.py. GPIO 26-37 belong to the flash and the PSRAM.
+main.py and provisioning_port.py. GPIO 26-37 belong to the flash and the PSRAM.
 """
 import asyncio
 import time
@@ -56,7 +56,7 @@ ETH_MISO = const(48)
 ETH_CS = const(21)
 ETH_INT = const(13)
 
-# Provisioning port (UART0): the key store arrives here once (provision.py).
+# Provisioning port (UART0): the key store arrives here once (provisioning_port.py).
 PROV_UART = const(0)
 PROV_TX = const(43)
 PROV_RX = const(44)

@@ -9,7 +9,7 @@ There is no REPL to fall back to: the build has no REPL console
 (docs/production-board.md), Ctrl-C is off from the first line, and main()
 never returns: a crash resets the board, a terminal that cannot start shows
 "out of service" and, only then, opens the provisioning port
-(provision.py).
+(provisioning_port.py).
 """
 import micropython
 
@@ -52,21 +52,23 @@ def partition(label):
 
 
 def mount_keys():
-    """The key partition; formatted only to receive a key store (provision)."""
+    """The key partition and whether it mounted. One that holds no valid
+    littlefs is formatted only to receive a key store (provision)."""
     bdev = partition("keys")
     try:
         storage.mount(bdev, "/keys")
-        return True
+        return bdev, True
     except (storage.StorageError, OSError):
-        return bdev
+        return bdev, False
 
 
-def provision(bdev, have_keys):
+def provision(keys_fs, have_keys):
     import os
     import vfs
-    import provision as prov
+    import provisioning_port as prov
 
-    if bdev is not True:  # unreadable: nothing there can be lost
+    bdev, mounted = keys_fs
+    if not mounted:  # unreadable: no key store there to lose
         vfs.VfsLfs2.mkfs(bdev, progsize=storage.PROGSIZE)
         storage.mount(bdev, "/keys")
     try:

@@ -4,7 +4,7 @@
 # whole build). Paths are relative to this file. The application and the
 # drivers come from their own manifests (flat modules, as the unix board
 # imports them); this board adds its pin map (board.py), the provisioning
-# port (provision.py) and main.py, which boots the app. The port's manifest
+# port (provisioning_port.py) and main.py, which boots the app. The port's manifest
 # brings asyncio and _boot.py (which mounts nothing here: there is no "vfs"
 # partition, so it can never format ours).
 import os

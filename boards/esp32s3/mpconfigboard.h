@@ -1,5 +1,5 @@
 // The production board: no REPL on any port. UART0 is the provisioning
-// port (boards/esp32s3/provision.py), USB is not connected. WebREPL is in
+// port (boards/esp32s3/provisioning_port.py), USB is not connected. WebREPL is in
 // the port but runs only if webrepl.start() is called: nothing here calls it.
 // A development build of the same board sets MICROPY_HW_ENABLE_UART_REPL 1.
 #define MICROPY_HW_BOARD_NAME               "Top-up terminal ESP32-S3"
