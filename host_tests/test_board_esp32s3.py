@@ -203,6 +203,7 @@ def test_ethernet_is_a_w5500_alone_on_spi2(board):
     spi = lan.kw["spi"]
     assert spi.sid == 1 != board.LCD_SPI
     assert spi.kw == {"sck": board.ETH_SCK, "mosi": board.ETH_MOSI, "miso": board.ETH_MISO}
+    assert board.network({}) is link  # one W5500: the port allows one LAN
 
 
 def test_wifi_link_comes_up_without_holding_the_loop(board):

@@ -106,7 +106,8 @@ def card_reader(baud=9600):
     from machine import PWM
     from card_reader import CardReader
 
-    PWM(Pin(CARD_CLK), freq=CARD_HZ, duty_u16=32768)
+    global _card_clock
+    _card_clock = PWM(Pin(CARD_CLK), freq=CARD_HZ, duty_u16=32768)  # held: never collected
     uart = UART(CARD_UART, baudrate=baud, bits=8, parity=0, stop=2,
                 tx=CARD_TX, rx=CARD_RX, rxbuf=512)
     contacts = _Contacts(Pin(CARD_CMDVCC, Pin.OUT, value=1), Pin(CARD_RST, Pin.OUT, value=0))
@@ -124,7 +125,9 @@ def card_slot(config=None):
     return DetectSlot(reader, contacts)
 
 
+_card_clock = None
 _lcd = None
+_links = {}  # one network interface of each kind: the port allows one
 
 
 def display(config=None):
@@ -202,17 +205,20 @@ def network(config=None):
     link = net.get("link", "eth")
     if link == "none":
         return None
-    if link == "wifi":
-        wlan = nw.WLAN(nw.STA_IF)
-        return _Link(wlan, lambda: wlan.connect(net["ssid"], net.get("key", "")))
-    if link != "eth":
+    if link not in ("eth", "wifi"):
         raise ValueError("net link %r: use eth, wifi or none" % link)
-    from machine import SPI
+    if link not in _links:
+        if link == "wifi":
+            wlan = nw.WLAN(nw.STA_IF)
+            _links[link] = _Link(wlan, lambda: wlan.connect(net["ssid"], net.get("key", "")))
+        else:
+            from machine import SPI
 
-    spi = SPI(ETH_SPI, sck=Pin(ETH_SCK), mosi=Pin(ETH_MOSI), miso=Pin(ETH_MISO))
-    lan = nw.LAN(phy_type=nw.PHY_W5500, phy_addr=0, spi=spi,
-                 cs=Pin(ETH_CS), int=Pin(ETH_INT))
-    return _Link(lan)
+            spi = SPI(ETH_SPI, sck=Pin(ETH_SCK), mosi=Pin(ETH_MOSI), miso=Pin(ETH_MISO))
+            lan = nw.LAN(phy_type=nw.PHY_W5500, phy_addr=0, spi=spi,
+                         cs=Pin(ETH_CS), int=Pin(ETH_INT))
+            _links[link] = _Link(lan)
+    return _links[link]
 
 
 def close():

@@ -53,7 +53,7 @@ def partition(label):
 
 def mount_keys():
     """The key partition and whether it mounted. One that holds no valid
-    littlefs is formatted only to receive a key store (provision)."""
+    littlefs holds no key store either: provision() formats it."""
     bdev = partition("keys")
     try:
         storage.mount(bdev, "/keys")
