@@ -19,7 +19,7 @@ import pytest
 
 import storage
 from keystore import KeyStore
-from mp_runner import ROOT
+from mp_runner import ROOT, run_mp_json
 
 BOARD_DIR = os.path.join(ROOT, "boards", "esp32s3")
 DOC = os.path.join(ROOT, "docs", "production-board.md")
@@ -393,3 +393,32 @@ def test_provisioning_never_replaces_a_working_key_store(prov, tmp_path):
     lines, paths = _session(prov, tmp_path, _put("keystore", _store()) + b"END\n", have_keys=True)
     assert lines[0] == "ERR a valid key store is there: erase the keys partition first"
     assert not os.path.exists(paths["keystore"])
+
+
+def test_boot_blank_provision_then_start_and_never_format_records(tmp_path):
+    """main.py under the real micropython (host_tests/mp/esp32s3_boot.py):
+    a blank board shows "out of service" and takes its keys, meters and
+    network on the provisioning port; the next boot starts the app with
+    them and opens no port; a data partition holding garbage is left as it
+    is, out of service, no port."""
+    meters = (b'[{"address": "000000000001", "customer": "112233445566"},'
+              b' {"address": "000000000002"}]')
+    net = b'{"link": "wifi", "ssid": "meter-room", "key": "k"}'
+    session = tmp_path / "session.bin"
+    session.write_bytes(_put("keystore", _store()) + _put("meters", meters)
+                        + _put("network", net) + b"END\n")
+    got = run_mp_json("host_tests/mp/esp32s3_boot.py", ROOT, str(session), heap="512k")
+    first, second, third = got["first"], got["second"], got["third"]
+    assert first["screens"] == ["out_of_service"] and first["runs"] == 0
+    assert first["port"] == [0, 115200, 43, 44]
+    assert first["said"] == ["OK keystore terminal 000000000099",
+                             "OK meters %d bytes" % len(meters),
+                             "OK network %d bytes" % len(net), "OK end"]
+    assert first["resets"] >= 1
+    assert second["runs"] == [{"terminal": KeyStore.from_bytes(_store()).terminal_id.hex(),
+                               "meters": ["000000000001", "000000000002"],
+                               "net": {"link": "wifi", "ssid": "meter-room", "key": "k"}}]
+    assert second["screens"] == [] and second["ports"] == 1  # the port stayed shut
+    assert second["resets"] > first["resets"]  # the app returning resets the board
+    assert third["screens"] == ["out_of_service"] and third["halted"] == 1
+    assert third["untouched"] and third["ports"] == 1
