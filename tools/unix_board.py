@@ -149,6 +149,7 @@ def main(argv=None):
             return 2
         os.makedirs(a.state, exist_ok=True)
         shutil.copyfile(a.image, os.path.join(a.state, "flash.img"))
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop the board on the way out
     loop = Loopback() if a.loopback else None
     board = UnixBoard(a.state, a.device, loop.spec if loop else None)
     try:

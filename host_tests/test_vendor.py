@@ -1,0 +1,387 @@
+"""The vendor's path (issue 11): build, flash, provision, self-test.
+
+Against the real thing: bundles compiled by mpy-cross, factory images read
+back by littlefs-python (and booted by the unix board), and the unix board
+as a board: `micropython -i boards/unix/repl_board.py` on a PTY under socat
+(tools/unix_board.py), driven by the real mpremote, its CLI and its
+transport, never a mock of either. Bad values: one line, exit 2.
+"""
+import hashlib
+import json
+import os
+import pty
+import shutil
+import socket
+import subprocess
+import sys
+import tarfile
+import threading
+
+import littlefs
+import pytest
+
+import build_bundle
+import keystore
+import provision
+from mp_runner import MPY_CROSS, ROOT
+from unix_board import Loopback, UnixBoard
+
+MPREMOTE = os.path.join(ROOT, ".venv", "bin", "mpremote")
+DEV = {"mk_m": "0123456789abcdeffedcba9876543210", "mk_c": "fedcba98765432100123456789abcdef",
+       "k_t": "a5a5a5a55a5a5a5a0f0f0f0ff0f0f0f0", "mk_r": "0f1e2d3c4b5a69788796a5b4c3d2e1f0"}
+KEY_LINES = "".join("%s=%s\n" % kv for kv in DEV.items())
+
+
+def tool(name, *args, stdin=None, timeout=120, cwd=None):
+    return subprocess.run([sys.executable, os.path.join(ROOT, "tools", name)]
+                          + [str(a) for a in args], input=stdin, capture_output=True,
+                          text=True, timeout=timeout, cwd=cwd)
+
+
+def one_line(p, *words):
+    assert p.returncode == 2, (p.stdout, p.stderr)
+    assert "Traceback" not in p.stderr and len(p.stderr.splitlines()) == 1, p.stderr
+    for w in words:
+        assert w in p.stderr, p.stderr
+
+
+def mpremote(dev, code, timeout=60):
+    p = subprocess.run([MPREMOTE, "connect", str(dev), "resume", "exec", code],
+                       capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == 0, p.stdout + p.stderr
+    return p.stdout
+
+
+def read_image(path, info):
+    """{path: bytes} of every file in a littlefs image (littlefs-python)."""
+    fs = littlefs.LittleFS(block_size=info["block_size"], block_count=info["blocks"],
+                           mount=False)
+    with open(path, "rb") as f:
+        fs.context.buffer = bytearray(f.read())
+    fs.mount()
+    out = {}
+    for top, _dirs, files in fs.walk("/"):
+        for n in files:
+            p = (top.rstrip("/") + "/" + n).lstrip("/")
+            with fs.open(p, "rb") as f:
+                out[p] = f.read()
+    return out
+
+
+@pytest.fixture(scope="module")
+def bundles(tmp_path_factory):
+    """unix bundles 0.9.0 (the source's version) and 0.9.1, and rp2_pico."""
+    out = tmp_path_factory.mktemp("build")
+    made = {}
+    for board, ver in (("unix", None), ("unix", "0.9.1"), ("rp2_pico", None)):
+        p = tool("build_bundle.py", board, "--out", out, *(["--version", ver] if ver else []))
+        assert p.returncode == 0, p.stderr
+        made[(board, ver)] = str(out / ("bundle-%s-%s" % (board, ver or build_bundle.version.VERSION)))
+    made["out"] = out
+    return made
+
+
+@pytest.fixture
+def board(tmp_path):
+    """A fresh unix board (erased flash), its bus on a loopback."""
+    loop = Loopback()
+    b = UnixBoard(tmp_path / "state", tmp_path / "board.tty", loop.spec)
+    b.start()
+    yield b
+    b.stop()
+    loop.close()
+
+
+# -- build ------------------------------------------------------------------
+
+def test_the_bundle_holds_every_module_compiled_with_its_hash(bundles):
+    bundle = bundles[("unix", None)]
+    m = json.load(open(os.path.join(bundle, "bundle.json")))
+    assert (m["board"], m["arch"], m["version"], m["root"]) == ("unix", "x64",
+                                                                build_bundle.version.VERSION,
+                                                                "/flash")
+    assert m["mpy"] == "6.3"
+    want = {"lib/%s.mpy" % n[:-3] for d in ("firmware", "drivers", "boards/unix")
+            for n in os.listdir(os.path.join(ROOT, d)) if n.endswith(".py") and n != "manifest.py"}
+    assert set(m["files"]) == want
+    for path, digest in m["files"].items():
+        data = open(os.path.join(bundle, path), "rb").read()
+        assert data[:2] == b"M\x06" and hashlib.sha256(data).hexdigest() == digest, path
+    with tarfile.open(bundle + ".tar.gz") as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames()}
+    assert names == want | {"bundle.json"}
+
+
+def test_a_board_with_main_py_ships_it_as_source(bundles):
+    m = build_bundle.load_bundle(bundles[("rp2_pico", None)])
+    assert "main.py" in m["files"] and "lib/main.mpy" not in m["files"]
+    assert m["arch"] == "armv6m" and m["root"] == ""
+    src = open(os.path.join(ROOT, "boards/rp2_pico/main.py"), "rb").read()
+    assert open(os.path.join(bundles[("rp2_pico", None)], "main.py"), "rb").read() == src
+
+
+def _arch_byte(path):
+    return open(path, "rb").read()[2] >> 2
+
+
+@pytest.mark.parametrize("board", sorted(build_bundle.boards()))
+def test_the_bundle_compiles_for_the_boards_architecture(board, tmp_path):
+    """Native (viper) code carries its architecture in the .mpy header; a
+    board folder not merged yet (esp32s3) still gets firmware/ and drivers/
+    compiled for its architecture, as its bundle will."""
+    arch = build_bundle.boards()[board]["arch"]
+    if os.path.isdir(os.path.join(ROOT, "boards", board)):
+        bundle = build_bundle.build(board, str(tmp_path))
+        sources = [os.path.join(bundle, p) for p in build_bundle.load_bundle(bundle)["files"]
+                   if p.endswith(".mpy")]
+    else:
+        sources = []
+        for d in ("firmware", "drivers"):
+            for n in sorted(os.listdir(os.path.join(ROOT, d))):
+                if n.endswith(".py") and n != "manifest.py":
+                    dst = str(tmp_path / (n[:-3] + ".mpy"))
+                    build_bundle.compile_mpy(os.path.join(ROOT, d, n), arch, dst, n)
+                    sources.append(dst)
+    viper = [p for p in sources if os.path.basename(p) == "sm4_viper.mpy"]
+    assert viper and _arch_byte(viper[0]) == build_bundle.ARCHS.index(arch)
+    assert len(sources) > 30
+
+
+def test_version_stamp_reaches_version_mpy(bundles):
+    m = build_bundle.load_bundle(bundles[("unix", "0.9.1")])
+    assert m["version"] == "0.9.1"
+    data = open(os.path.join(bundles[("unix", "0.9.1")], "lib/version.mpy"), "rb").read()
+    assert b"0.9.1" in data
+
+
+@pytest.mark.parametrize("board", ["unix", "rp2_pico"])
+def test_factory_image_read_back_holds_exactly_the_bundle(bundles, board, tmp_path):
+    bundle = bundles[(board, None)]
+    info = build_bundle.board_info(board)
+    img = build_bundle.factory_image(bundle, info, str(tmp_path / "f.img"))
+    assert os.path.getsize(img) == info["block_size"] * info["blocks"]
+    got = read_image(img, info)
+    assert got == build_bundle.bundle_files(bundle)
+    m = json.loads(got["bundle.json"])
+    assert set(got) == set(m["files"]) | {"bundle.json"}
+    assert all(hashlib.sha256(got[p]).hexdigest() == h for p, h in m["files"].items())
+
+
+def test_build_refuses_bad_values(tmp_path):
+    one_line(tool("build_bundle.py", "pc99", "--out", tmp_path), "unknown board 'pc99'", "unix")
+    for bad in ("1.2", "v1.2.3", "01.2.3", "1.2.3-rc1"):
+        one_line(tool("build_bundle.py", "unix", "--version", bad, "--out", tmp_path),
+                 repr(bad), "MAJOR.MINOR.PATCH")
+    (tmp_path / "file").write_text("")
+    one_line(tool("build_bundle.py", "unix", "--out", tmp_path / "file" / "x"), "build_bundle:")
+    if not os.path.isdir(os.path.join(ROOT, "boards", "esp32s3")):
+        one_line(tool("build_bundle.py", "esp32s3", "--out", tmp_path), "no folder boards/esp32s3")
+
+
+def test_a_module_that_does_not_compile_names_itself(tmp_path):
+    bad = tmp_path / "broken.py"
+    bad.write_text("def f(:\n")
+    with pytest.raises(build_bundle.Bad, match="broken.py does not compile for x64"):
+        build_bundle.compile_mpy(str(bad), "x64", str(tmp_path / "b.mpy"), "broken.py")
+    assert os.path.exists(MPY_CROSS)
+
+
+def test_a_tampered_bundle_is_refused(bundles, tmp_path):
+    copy = tmp_path / "b"
+    shutil.copytree(bundles[("unix", None)], copy)
+    with open(copy / "lib" / "sm4.mpy", "ab") as f:
+        f.write(b"\x00")
+    with pytest.raises(build_bundle.Bad, match="sm4.mpy does not match bundle.json"):
+        build_bundle.load_bundle(str(copy))
+    (copy / "bundle.json").write_text("{")
+    with pytest.raises(build_bundle.Bad, match="is not a bundle"):
+        build_bundle.load_bundle(str(copy))
+
+
+# -- flash, provision, self-test on the unix board, through mpremote ----------
+
+def _no_key_in_any_cmdline(stop, seen):
+    keys = [v.encode() for v in DEV.values()]
+    while not stop.is_set():
+        for pid in os.listdir("/proc"):
+            if pid.isdigit():
+                try:
+                    with open("/proc/%s/cmdline" % pid, "rb") as f:
+                        cmd = f.read()
+                except OSError:
+                    continue
+                if any(k in cmd.lower() for k in keys):
+                    seen.append(cmd)
+
+
+def _files_holding(root, needles, skip):
+    found = []
+    for d, _, files in os.walk(root):
+        for n in files:
+            p = os.path.join(d, n)
+            if p in skip or os.path.islink(p) or not os.path.isfile(p):
+                continue
+            data = open(p, "rb").read().lower()
+            if any(x in data for x in needles):
+                found.append(p)
+    return found
+
+
+def test_flash_provision_selftest(board, bundles, tmp_path):
+    dev = board.device
+    p = tool("flash_board.py", dev, bundles[("unix", None)])
+    assert p.returncode == 0, p.stderr
+    assert "bundle none -> 0.9.0" in p.stdout and "every SHA-256 computed on the board" in p.stdout
+    assert "restart tools/unix_board.py" in p.stdout
+    board.restart()  # the unix port's reset
+    out = mpremote(dev, "import sm4, version, sys; print(sm4.__file__, version.VERSION, sys.path)")
+    assert out.split()[:2] == ["/flash/lib/sm4.mpy", "0.9.0"], out
+
+    # provisioning: keys on stdin, never on a command line, a file or the output
+    stop, seen = threading.Event(), []
+    watcher = threading.Thread(target=_no_key_in_any_cmdline, args=(stop, seen))
+    watcher.start()
+    try:
+        (tmp_path / "cwd").mkdir()
+        p = tool("provision.py", dev, "--terminal-id", "000000000123", stdin=KEY_LINES,
+                 cwd=tmp_path / "cwd")
+    finally:
+        stop.set()
+        watcher.join()
+    assert p.returncode == 0, p.stderr
+    assert not seen, "a key on a command line: %r" % seen
+    for v in DEV.values():
+        assert v not in (p.stdout + p.stderr).lower()
+    k_r = keystore.report_key(bytes.fromhex(DEV["mk_r"]), "000000000123")
+    for v in list(DEV.values()) + [k_r.hex()]:
+        assert v[:16] not in p.stdout.lower()
+    kcvs = {n: provision.kcv(bytes.fromhex(DEV[n])) for n in ("mk_m", "mk_c", "k_t")}
+    assert "terminal id  000000000123" in p.stdout
+    assert "board        unix (x64), firmware 0.9.0" in p.stdout
+    for n, label in (("mk_m", "MK_M"), ("mk_c", "MK_C"), ("k_t", "K_t")):
+        assert "KCV %-8s %s" % (label, kcvs[n]) in p.stdout, p.stdout
+    assert "KCV K_r      %s" % provision.kcv(k_r) in p.stdout
+    needles = [bytes.fromhex(v) for v in DEV.values()] + [v.encode() for v in DEV.values()]
+    flash_img = str(tmp_path / "state" / "flash.img")
+    assert _files_holding(str(tmp_path), needles, {flash_img}) == []
+    # the board holds them: the profile's K_m vector, K_r derived from MK_R
+    out = mpremote(dev, "import keystore; ks = keystore.KeyStore.load('/flash/keys/keystore.bin');"
+                        "print(ks.meter_key('000000000001').hex(), ks.reporting_key.hex(), ks)")
+    assert out.split()[:2] == ["26bb77cac267c4de9a287954aea3abfb", k_r.hex()], out
+    assert "terminal 000000000123" in out
+
+    # a provisioned board is refused, then re-keyed when told
+    one_line(tool("provision.py", dev, "--terminal-id", "000000000123", stdin=KEY_LINES),
+             "already provisioned", "--rekey")
+    p = tool("provision.py", dev, "--terminal-id", "000000000124", "--rekey", "--json",
+             stdin=KEY_LINES.replace(DEV["k_t"], "11" * 16))
+    assert p.returncode == 0, p.stderr
+    rec = json.loads(p.stdout)
+    assert rec["terminal_id"] == "000000000124" and rec["rekeyed"]
+    assert rec["kcv"]["k_t"] == provision.kcv(bytes.fromhex("11" * 16))
+
+    # the factory self-test, over the mpremote command line
+    out = mpremote(dev, "import selftest; selftest.main()")
+    lines = out.strip().splitlines()
+    assert lines[-1] == "SELFTEST PASS", out
+    status = {ln.split()[1]: ln.split()[0] for ln in lines[:-1]}
+    assert status == {"storage": "PASS", "keystore": "PASS", "sm4": "PASS", "display": "SKIP",
+                      "keypad": "SKIP", "card_slot": "SKIP", "rs485": "PASS"}, out
+    # a damaged key store fails its check, and the report counts it
+    mpremote(dev, "f = open('/flash/keys/keystore.bin', 'r+b'); f.seek(20); f.write(b'\\x00\\x01');"
+                  "f.close()")
+    out = mpremote(dev, "import selftest; selftest.main()").strip().splitlines()
+    assert out[-1] == "SELFTEST FAIL 1" and out[1].startswith("FAIL keystore"), out
+
+
+def test_flash_refuses_another_arch_and_an_older_version(board, bundles):
+    dev = board.device
+    one_line(tool("flash_board.py", dev, bundles[("rp2_pico", None)]),
+             "built for armv6m, the board runs x64", "--force")
+    p = tool("flash_board.py", dev, bundles[("unix", "0.9.1")])
+    assert p.returncode == 0, p.stderr
+    one_line(tool("flash_board.py", dev, bundles[("unix", None)]),
+             "0.9.0 is older than the board's 0.9.1", "--downgrade")
+    assert "0.9.1" in mpremote(dev, "print(open('/flash/bundle.json').read())")
+    p = tool("flash_board.py", dev, bundles[("unix", None)], "--downgrade")
+    assert p.returncode == 0 and "bundle 0.9.1 -> 0.9.0" in p.stdout, p.stdout + p.stderr
+    board.restart()
+    assert mpremote(dev, "import version; print(version.VERSION)").strip() == "0.9.0"
+
+
+def test_a_factory_image_boots_as_a_flashed_board(bundles, tmp_path):
+    """The image littlefs-python built, as the unix board's flash: the board
+    runs the bundle from it, and a flash of the same bundle finds it there."""
+    info = build_bundle.board_info("unix")
+    (tmp_path / "state").mkdir()
+    build_bundle.factory_image(bundles[("unix", None)], info, str(tmp_path / "state/flash.img"))
+    with UnixBoard(tmp_path / "state", tmp_path / "tty") as b:
+        out = mpremote(b.device, "import selftest; selftest.main()").strip().splitlines()
+        assert out[-1] == "SELFTEST PASS" and "SKIP rs485" in "\n".join(out)  # no bus wired
+        p = tool("flash_board.py", b.device, bundles[("unix", None)], "--no-reset")
+        assert p.returncode == 0 and "bundle 0.9.0 -> 0.9.0" in p.stdout, p.stderr
+
+
+def test_selftest_fails_a_bus_that_does_not_loop_back(bundles, tmp_path):
+    srv = socket.socket()  # a bus nothing answers on: no loopback plug
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(1)
+    (tmp_path / "state").mkdir()
+    build_bundle.factory_image(bundles[("unix", None)], build_bundle.board_info("unix"),
+                               str(tmp_path / "state/flash.img"))
+    try:
+        with UnixBoard(tmp_path / "state", tmp_path / "tty",
+                       "tcp:127.0.0.1:%d" % srv.getsockname()[1]) as b:
+            out = mpremote(b.device, "import selftest; selftest.main()").strip().splitlines()
+    finally:
+        srv.close()
+    assert out[-1] == "SELFTEST FAIL 1", out
+    assert [ln for ln in out if ln.startswith("FAIL rs485") and "loopback plug" in ln], out
+
+
+def test_provision_refusals(board, bundles):
+    dev = board.device
+    one_line(tool("provision.py", dev, "--terminal-id", "000000000123", stdin=KEY_LINES),
+             "holds no firmware bundle", "flash it first")
+    assert tool("flash_board.py", dev, bundles[("unix", None)]).returncode == 0
+    bad_inputs = [
+        (KEY_LINES.replace("k_t=", "kt="), "line 3", "expected one of"),
+        (KEY_LINES.replace(DEV["mk_c"], DEV["mk_c"][:30]), "mk_c is not 32 hex digits"),
+        (KEY_LINES.replace(DEV["mk_m"], "zz" * 16), "mk_m is not 32 hex digits"),
+        ("".join(ln + "\n" for ln in KEY_LINES.splitlines() if not ln.startswith("k_t")),
+         "k_t missing"),
+        (KEY_LINES + "mk_m=" + DEV["mk_m"] + "\n", "mk_m given twice"),
+        (KEY_LINES.replace(DEV["mk_m"], "00" * 16), "blank"),
+    ]
+    for text, *words in bad_inputs:
+        p = tool("provision.py", dev, "--terminal-id", "000000000123", stdin=text)
+        one_line(p, *words)
+        for v in DEV.values():
+            assert v not in p.stderr.lower()  # the error names the field, never a value
+    for tid in ("12345", "00000000012a", "000000000000"):
+        one_line(tool("provision.py", dev, "--terminal-id", tid, stdin=KEY_LINES),
+                 "--terminal-id", "12 digits")
+    one_line(tool("provision.py", dev, "--terminal-id", "000000000123", "--dev",
+                  "--keys-fd", "0"), "give one")
+    one_line(tool("provision.py", dev, "--terminal-id", "000000000123", "--keys-fd", "9"),
+             "--keys-fd 9")
+    # nothing was written by any refusal
+    assert mpremote(dev, "import os\ntry:\n print(os.listdir('/flash/keys'))\n"
+                         "except OSError:\n print('none')").strip() in ("none", "[]")
+
+
+def test_a_board_that_does_not_answer(bundles, tmp_path):
+    one_line(tool("flash_board.py", tmp_path / "nothing", bundles[("unix", None)]),
+             "no such device")
+    one_line(tool("provision.py", tmp_path / "nothing", "--terminal-id", "000000000123",
+                  "--dev"), "no such device")
+    master, slave = pty.openpty()  # a line nobody answers on
+    try:
+        name = os.ttyname(slave)
+        one_line(tool("flash_board.py", name, bundles[("unix", None)], "--timeout", "3"),
+                 name, "does not answer")
+        one_line(tool("provision.py", name, "--terminal-id", "000000000123", "--dev",
+                      "--timeout", "3"), name, "does not answer")
+    finally:
+        os.close(master)
+        os.close(slave)
