@@ -29,6 +29,9 @@ from unix_board import Loopback, UnixBoard
 MPREMOTE = os.path.join(ROOT, ".venv", "bin", "mpremote")
 DEV = {"mk_m": "0123456789abcdeffedcba9876543210", "mk_c": "fedcba98765432100123456789abcdef",
        "k_t": "a5a5a5a55a5a5a5a0f0f0f0ff0f0f0f0", "mk_r": "0f1e2d3c4b5a69788796a5b4c3d2e1f0"}
+V = build_bundle.version.VERSION  # the source's version
+_v = build_bundle.parse_version(V)
+NEWER = "%d.%d.%d" % (_v[0], _v[1], _v[2] + 1)
 KEY_LINES = "".join("%s=%s\n" % kv for kv in DEV.items())
 
 
@@ -70,13 +73,13 @@ def read_image(path, info):
 
 @pytest.fixture(scope="module")
 def bundles(tmp_path_factory):
-    """unix bundles 0.9.0 (the source's version) and 0.9.1, and rp2_pico."""
+    """unix bundles V (the source's version) and NEWER, and rp2_pico."""
     out = tmp_path_factory.mktemp("build")
     made = {}
-    for board, ver in (("unix", None), ("unix", "0.9.1"), ("rp2_pico", None)):
+    for board, ver in (("unix", None), ("unix", NEWER), ("rp2_pico", None)):
         p = tool("build_bundle.py", board, "--out", out, *(["--version", ver] if ver else []))
         assert p.returncode == 0, p.stderr
-        made[(board, ver)] = str(out / ("bundle-%s-%s" % (board, ver or build_bundle.version.VERSION)))
+        made[(board, ver)] = str(out / ("bundle-%s-%s" % (board, ver or V)))
     made["out"] = out
     return made
 
@@ -97,9 +100,7 @@ def board(tmp_path):
 def test_the_bundle_holds_every_module_compiled_with_its_hash(bundles):
     bundle = bundles[("unix", None)]
     m = json.load(open(os.path.join(bundle, "bundle.json")))
-    assert (m["board"], m["arch"], m["version"], m["root"]) == ("unix", "x64",
-                                                                build_bundle.version.VERSION,
-                                                                "/flash")
+    assert (m["board"], m["arch"], m["version"], m["root"]) == ("unix", "x64", V, "/flash")
     assert m["mpy"] == "6.3"
     want = {"lib/%s.mpy" % n[:-3] for d in ("firmware", "drivers", "boards/unix")
             for n in os.listdir(os.path.join(ROOT, d)) if n.endswith(".py") and n != "manifest.py"}
@@ -148,10 +149,10 @@ def test_the_bundle_compiles_for_the_boards_architecture(board, tmp_path):
 
 
 def test_version_stamp_reaches_version_mpy(bundles):
-    m = build_bundle.load_bundle(bundles[("unix", "0.9.1")])
-    assert m["version"] == "0.9.1"
-    data = open(os.path.join(bundles[("unix", "0.9.1")], "lib/version.mpy"), "rb").read()
-    assert b"0.9.1" in data
+    m = build_bundle.load_bundle(bundles[("unix", NEWER)])
+    assert m["version"] == NEWER
+    data = open(os.path.join(bundles[("unix", NEWER)], "lib/version.mpy"), "rb").read()
+    assert NEWER.encode() in data
 
 
 @pytest.mark.parametrize("board", ["unix", "rp2_pico"])
@@ -181,7 +182,7 @@ def test_build_refuses_bad_values(tmp_path):
 def test_a_module_that_does_not_compile_names_itself(tmp_path):
     bad = tmp_path / "broken.py"
     bad.write_text("def f(:\n")
-    with pytest.raises(build_bundle.Bad, match="broken.py does not compile for x64"):
+    with pytest.raises(build_bundle.Bad, match=r"broken\.py does not compile for x64"):
         build_bundle.compile_mpy(str(bad), "x64", str(tmp_path / "b.mpy"), "broken.py")
     assert os.path.exists(MPY_CROSS)
 
@@ -191,7 +192,7 @@ def test_a_tampered_bundle_is_refused(bundles, tmp_path):
     shutil.copytree(bundles[("unix", None)], copy)
     with open(copy / "lib" / "sm4.mpy", "ab") as f:
         f.write(b"\x00")
-    with pytest.raises(build_bundle.Bad, match="sm4.mpy does not match bundle.json"):
+    with pytest.raises(build_bundle.Bad, match=r"sm4\.mpy does not match bundle\.json"):
         build_bundle.load_bundle(str(copy))
     (copy / "bundle.json").write_text("{")
     with pytest.raises(build_bundle.Bad, match="is not a bundle"):
@@ -231,11 +232,12 @@ def test_flash_provision_selftest(board, bundles, tmp_path):
     dev = board.device
     p = tool("flash_board.py", dev, bundles[("unix", None)])
     assert p.returncode == 0, p.stderr
-    assert "bundle none -> 0.9.0" in p.stdout and "every SHA-256 computed on the board" in p.stdout
+    assert "bundle none -> %s" % V in p.stdout
+    assert "every SHA-256 computed on the board" in p.stdout
     assert "restart tools/unix_board.py" in p.stdout
     board.restart()  # the unix port's reset
     out = mpremote(dev, "import sm4, version, sys; print(sm4.__file__, version.VERSION, sys.path)")
-    assert out.split()[:2] == ["/flash/lib/sm4.mpy", "0.9.0"], out
+    assert out.split()[:2] == ["/flash/lib/sm4.mpy", V], out
 
     # provisioning: keys on stdin, never on a command line, a file or the output
     stop, seen = threading.Event(), []
@@ -257,7 +259,7 @@ def test_flash_provision_selftest(board, bundles, tmp_path):
         assert v[:16] not in p.stdout.lower()
     kcvs = {n: provision.kcv(bytes.fromhex(DEV[n])) for n in ("mk_m", "mk_c", "k_t")}
     assert "terminal id  000000000123" in p.stdout
-    assert "board        unix (x64), firmware 0.9.0" in p.stdout
+    assert "board        unix (x64), firmware %s" % V in p.stdout
     for n, label in (("mk_m", "MK_M"), ("mk_c", "MK_C"), ("k_t", "K_t")):
         assert "KCV %-8s %s" % (label, kcvs[n]) in p.stdout, p.stdout
     assert "KCV K_r      %s" % provision.kcv(k_r) in p.stdout
@@ -288,8 +290,8 @@ def test_flash_provision_selftest(board, bundles, tmp_path):
     assert status == {"storage": "PASS", "keystore": "PASS", "sm4": "PASS", "display": "SKIP",
                       "keypad": "SKIP", "card_slot": "SKIP", "rs485": "PASS"}, out
     # a damaged key store fails its check, and the report counts it
-    mpremote(dev, "f = open('/flash/keys/keystore.bin', 'r+b'); f.seek(20); f.write(b'\\x00\\x01');"
-                  "f.close()")
+    mpremote(dev, "f = open('/flash/keys/keystore.bin', 'r+b'); f.seek(20);"
+                  "f.write(b'\\x00\\x01'); f.close()")
     out = mpremote(dev, "import selftest; selftest.main()").strip().splitlines()
     assert out[-1] == "SELFTEST FAIL 1" and out[1].startswith("FAIL keystore"), out
 
@@ -298,15 +300,15 @@ def test_flash_refuses_another_arch_and_an_older_version(board, bundles):
     dev = board.device
     one_line(tool("flash_board.py", dev, bundles[("rp2_pico", None)]),
              "built for armv6m, the board runs x64", "--force")
-    p = tool("flash_board.py", dev, bundles[("unix", "0.9.1")])
+    p = tool("flash_board.py", dev, bundles[("unix", NEWER)])
     assert p.returncode == 0, p.stderr
     one_line(tool("flash_board.py", dev, bundles[("unix", None)]),
-             "0.9.0 is older than the board's 0.9.1", "--downgrade")
-    assert "0.9.1" in mpremote(dev, "print(open('/flash/bundle.json').read())")
+             "%s is older than the board's %s" % (V, NEWER), "--downgrade")
+    assert NEWER in mpremote(dev, "print(open('/flash/bundle.json').read())")
     p = tool("flash_board.py", dev, bundles[("unix", None)], "--downgrade")
-    assert p.returncode == 0 and "bundle 0.9.1 -> 0.9.0" in p.stdout, p.stdout + p.stderr
+    assert p.returncode == 0 and "bundle %s -> %s" % (NEWER, V) in p.stdout, p.stdout + p.stderr
     board.restart()
-    assert mpremote(dev, "import version; print(version.VERSION)").strip() == "0.9.0"
+    assert mpremote(dev, "import version; print(version.VERSION)").strip() == V
 
 
 def test_a_factory_image_boots_as_a_flashed_board(bundles, tmp_path):
@@ -319,7 +321,7 @@ def test_a_factory_image_boots_as_a_flashed_board(bundles, tmp_path):
         out = mpremote(b.device, "import selftest; selftest.main()").strip().splitlines()
         assert out[-1] == "SELFTEST PASS" and "SKIP rs485" in "\n".join(out)  # no bus wired
         p = tool("flash_board.py", b.device, bundles[("unix", None)], "--no-reset")
-        assert p.returncode == 0 and "bundle 0.9.0 -> 0.9.0" in p.stdout, p.stderr
+        assert p.returncode == 0 and "bundle %s -> %s" % (V, V) in p.stdout, p.stderr
 
 
 def test_selftest_fails_a_bus_that_does_not_loop_back(bundles, tmp_path):
