@@ -23,7 +23,7 @@ import pytest
 import build_bundle
 import keystore
 import provision
-from mp_runner import MPY_CROSS, ROOT
+from mp_runner import MPY_CROSS, ROOT, run_mp_json
 from unix_board import Loopback, UnixBoard
 
 MPREMOTE = os.path.join(ROOT, ".venv", "bin", "mpremote")
@@ -387,3 +387,26 @@ def test_a_board_that_does_not_answer(bundles, tmp_path):
     finally:
         os.close(master)
         os.close(slave)
+
+
+# -- the self-test from the keypad ---------------------------------------------
+
+def test_selftest_from_the_keypad():
+    """`* * 0` on the idle screen of the running app, and on the
+    out-of-service screen of an unprovisioned board (selftest.offer), under
+    micropython with a fake board whose bus loops back."""
+    got = run_mp_json("host_tests/mp/selftest_keys.py", heap="512k")
+    assert got["ready"] and got["display_asked"] and got["passed"] and got["back_to_idle"]
+    assert got["pattern_pushed"] >= 1  # the pattern went to the panel before the question
+    assert got["report"][-1] == "SELFTEST PASS" and got["bus_frames"] == 1
+    assert [ln.split()[:2] for ln in got["report"][:-1]] == [
+        ["PASS", "storage"], ["SKIP", "keystore"], ["PASS", "sm4"], ["PASS", "display"],
+        ["PASS", "keypad"], ["PASS", "card_slot"], ["PASS", "rs485"]]
+    assert got["cancel_idle"] and got["cancel_report"] == []  # Cancel: nothing ran
+    assert got["broken_sequence"] == "no_history"
+    assert got["failed"] and got["fail_report"][-1] == "SELFTEST FAIL 2"
+    fails = [ln for ln in got["fail_report"] if ln.startswith("FAIL")]
+    assert fails[0].startswith("FAIL display") and fails[1].startswith("FAIL keypad")
+    assert "key 2 not pressed" in fails[1]
+    assert got["oos"] and got["oos_ready"] and got["oos_passed"] and got["oos_back"]
+    assert got["oos_report"][-1] == "SELFTEST PASS" and got["oos_notes"] == []
