@@ -233,7 +233,7 @@ def main(argv=None):
         if not a.no_image:
             img = os.path.join(a.out, "factory-%s-%s.img" % (a.board, m["version"]))
             factory_image(bundle, info, img)
-            print("factory image %s: littlefs, %d x %d-byte blocks (%s)"
+            print("factory image %s: littlefs, %d x %d-byte blocks; %s"
                   % (img, info["blocks"], info["block_size"], info["flash"]))
     except Bad as e:
         print("build_bundle: %s" % e, file=sys.stderr)

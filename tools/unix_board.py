@@ -81,6 +81,7 @@ class UnixBoard:
 
     def start(self, timeout=20):
         os.makedirs(self.state, exist_ok=True)
+        self._unlink()  # a link a killed socat left: its PTY number may come back
         env = dict(os.environ)
         env.pop("MICROPYPATH", None)
         if self.bus:
@@ -112,9 +113,11 @@ class UnixBoard:
                 self.proc.wait()
         self.proc.stderr.close()
         self.proc = None
-        deadline = time.monotonic() + 10
-        while os.path.lexists(self.device) and time.monotonic() < deadline:
-            time.sleep(0.02)  # socat removes its link on the way out
+        self._unlink()  # socat killed does not always remove its link
+
+    def _unlink(self):
+        if os.path.islink(self.device):
+            os.unlink(self.device)
 
     def restart(self):
         """What machine.reset() is on a board."""
@@ -138,8 +141,12 @@ def main(argv=None):
     if shutil.which("socat") is None:
         print("unix_board: socat is not installed (make setup)", file=sys.stderr)
         return 2
-    if os.path.lexists(a.device):
-        print("unix_board: %s exists: another board runs there? stop it or pick --device"
+    if os.path.exists(a.device):
+        print("unix_board: %s is in use: another board runs there? stop it or pick --device"
+              % a.device, file=sys.stderr)
+        return 2
+    if os.path.lexists(a.device) and not os.path.islink(a.device):
+        print("unix_board: %s is a file, not a board's link: pick another --device"
               % a.device, file=sys.stderr)
         return 2
     if a.image:
