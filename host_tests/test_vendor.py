@@ -410,3 +410,118 @@ def test_selftest_from_the_keypad():
     assert "key 2 not pressed" in fails[1]
     assert got["oos"] and got["oos_ready"] and got["oos_passed"] and got["oos_back"]
     assert got["oos_report"][-1] == "SELFTEST PASS" and got["oos_notes"] == []
+
+
+# -- a deploy that goes wrong half-way --------------------------------------------
+
+def test_a_file_garbled_on_the_way_is_caught_by_the_boards_hash(board, bundles, monkeypatch):
+    """The copy goes through mpremote for real; one file is changed on its
+    way (as a bad cable would): the board's SHA-256 catches it, the board
+    claims no bundle, and a second flash repairs it."""
+    import flash_board
+    real = flash_board.write_file
+
+    def garble(link, path, data):
+        if path.endswith("/lib/sm4.mpy"):
+            data = data[:-1] + bytes([data[-1] ^ 1])
+        real(link, path, data)
+    monkeypatch.setattr(flash_board, "write_file", garble)
+    with pytest.raises(flash_board.BoardError, match=r"1 files differ .*lib/sm4\.mpy"):
+        flash_board.deploy(board.device, bundles[("unix", None)], out=lambda s: None)
+    assert mpremote(board.device, "import os; print('bundle.json' in os.listdir('/flash'))"
+                    ).strip() == "False"
+    one_line(tool("provision.py", board.device, "--terminal-id", "000000000123", "--dev"),
+             "holds no firmware bundle")
+    monkeypatch.setattr(flash_board, "write_file", real)
+    flash_board.deploy(board.device, bundles[("unix", None)], out=lambda s: None)
+    board.restart()
+    assert mpremote(board.device, "import selftest; selftest.main()").strip().endswith(
+        "SELFTEST PASS")
+
+
+def test_a_deploy_cut_short_claims_no_version(board, bundles, monkeypatch):
+    import flash_board
+    assert tool("flash_board.py", board.device, bundles[("unix", NEWER)]).returncode == 0
+    real, n = flash_board.write_file, []
+
+    def cut(link, path, data):
+        n.append(path)
+        if len(n) == 10:
+            raise flash_board.BoardError("the cable came out")
+        real(link, path, data)
+    monkeypatch.setattr(flash_board, "write_file", cut)
+    with pytest.raises(flash_board.BoardError):
+        flash_board.deploy(board.device, bundles[("unix", None)], downgrade=True,
+                           out=lambda s: None)
+    # the old version's claim is gone: the older bundle goes on without --downgrade
+    p = tool("flash_board.py", board.device, bundles[("unix", None)])
+    assert p.returncode == 0 and "bundle none -> %s" % V in p.stdout, p.stdout + p.stderr
+
+
+# -- keys typed at a terminal, or from a file descriptor ---------------------------
+
+def test_keys_typed_at_hidden_prompts_are_not_echoed(board, bundles):
+    assert tool("flash_board.py", board.device, bundles[("unix", None)]).returncode == 0
+    pid, fd = pty.fork()
+    if pid == 0:  # the child: provision.py with the PTY as its terminal
+        os.execv(sys.executable, [sys.executable, os.path.join(ROOT, "tools", "provision.py"),
+                                  board.device, "--terminal-id", "000000000777"])
+    seen = b""
+
+    def read_until(word):
+        nonlocal seen
+        while word not in seen:
+            chunk = os.read(fd, 1024)
+            assert chunk, seen
+            seen += chunk
+    try:
+        for name in ("MK_M", "MK_C", "K_t", "MK_R"):
+            read_until(name.encode() + b" (")
+            read_until(b": ")
+            os.write(fd, DEV[name.lower()].encode() + b"\n")
+            seen = seen.replace(b": ", b":_", 1)  # the next prompt's ": "
+        while True:
+            try:
+                chunk = os.read(fd, 1024)
+            except OSError:  # EIO: the child closed its terminal
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(fd)
+    text = seen.decode("utf-8", "replace")
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    assert "terminal id  000000000777" in text
+    for v in DEV.values():
+        assert v not in text.lower(), "a typed key was echoed"
+
+
+def test_keys_from_a_file_descriptor(board, bundles):
+    assert tool("flash_board.py", board.device, bundles[("unix", None)]).returncode == 0
+    r, w = os.pipe()
+    os.write(w, KEY_LINES.replace("mk_r=" + DEV["mk_r"] + "\n", "").encode())
+    os.close(w)
+    try:
+        p = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "provision.py"),
+                            board.device, "--terminal-id", "000000000555", "--keys-fd", str(r),
+                            "--json"], pass_fds=(r,), capture_output=True, text=True,
+                           timeout=120, stdin=subprocess.DEVNULL)
+    finally:
+        os.close(r)
+    assert p.returncode == 0, p.stderr
+    rec = json.loads(p.stdout)
+    assert rec["kcv"]["mk_m"] == provision.kcv(bytes.fromhex(DEV["mk_m"]))
+    assert rec["kcv"]["k_r"] is None  # no MK_R given: this terminal does not report
+    out = mpremote(board.device, "import keystore; print(keystore.KeyStore.load("
+                                 "'/flash/keys/keystore.bin').reporting_key)")
+    assert out.strip() == "None"
+
+
+def test_unix_board_command_line(tmp_path):
+    one_line(tool("unix_board.py", "--state", tmp_path / "s", "--device", tmp_path / "d",
+                  "--image", tmp_path / "none.img"), "not a unix factory image")
+    (tmp_path / "d").write_text("")
+    one_line(tool("unix_board.py", "--state", tmp_path / "s", "--device", tmp_path / "d"),
+             "is a file")

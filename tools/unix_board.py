@@ -73,10 +73,14 @@ class UnixBoard:
     bus: what the board's bus is wired to (TERMINAL_BUS, see
     boards/unix/board.py config()), e.g. Loopback().spec."""
 
-    def __init__(self, state, device, bus=None):
+    def __init__(self, state, device, bus=None, from_source=False):
+        """from_source: a plain `micropython -i` with the firmware from the
+        source tree (MICROPYPATH) and no flash mounted: for tests that
+        set up the board's files themselves (journal_tool's)."""
         self.state = os.path.abspath(state)
         self.device = os.path.abspath(device)
         self.bus = bus
+        self.from_source = from_source
         self.proc = None
 
     def start(self, timeout=20):
@@ -86,9 +90,12 @@ class UnixBoard:
         env.pop("MICROPYPATH", None)
         if self.bus:
             env["TERMINAL_BUS"] = self.bus
+        cmd = "%s -i %s %s" % (MICROPYTHON, REPL_BOARD, self.state)
+        if self.from_source:
+            env["MICROPYPATH"] = hostpath.micropypath()
+            cmd = "%s -i" % MICROPYTHON
         self.proc = subprocess.Popen(
-            ["socat", "PTY,link=%s,raw,echo=0" % self.device,
-             "EXEC:%s -i %s %s,pty,raw,echo=0" % (MICROPYTHON, REPL_BOARD, self.state)],
+            ["socat", "PTY,link=%s,raw,echo=0" % self.device, "EXEC:%s,pty,raw,echo=0" % cmd],
             env=env, start_new_session=True, stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE)
         deadline = time.monotonic() + timeout
@@ -141,12 +148,12 @@ def main(argv=None):
     if shutil.which("socat") is None:
         print("unix_board: socat is not installed (make setup)", file=sys.stderr)
         return 2
-    if os.path.exists(a.device):
-        print("unix_board: %s is in use: another board runs there? stop it or pick --device"
-              % a.device, file=sys.stderr)
-        return 2
     if os.path.lexists(a.device) and not os.path.islink(a.device):
         print("unix_board: %s is a file, not a board's link: pick another --device"
+              % a.device, file=sys.stderr)
+        return 2
+    if os.path.exists(a.device):
+        print("unix_board: %s is in use: another board runs there? stop it or pick --device"
               % a.device, file=sys.stderr)
         return 2
     if a.image:
