@@ -300,8 +300,15 @@ def test_flash_refuses_another_arch_and_an_older_version(board, bundles):
     dev = board.device
     one_line(tool("flash_board.py", dev, bundles[("rp2_pico", None)]),
              "built for armv6m, the board runs x64", "--force")
+    assert mpremote(dev, "import os; print(os.listdir('/flash'))").strip() == "[]"  # untouched
+    p = tool("flash_board.py", dev, bundles[("rp2_pico", None)], "--force", "--no-reset")
+    assert p.returncode == 0 and "bundle none -> " in p.stdout, p.stderr  # told: it goes on
+    mpremote(dev, "f = open('/flash/lib/gone.mpy', 'wb'); f.write(b'M'); f.close()")
     p = tool("flash_board.py", dev, bundles[("unix", NEWER)])
     assert p.returncode == 0, p.stderr
+    lib = mpremote(dev, "import os; print(sorted(os.listdir('/flash/lib')))")
+    assert "gone.mpy" not in lib and "sm4.mpy" in lib  # an old bundle's leftovers removed
+    assert "main.py" not in mpremote(dev, "import os; print(os.listdir('/flash'))")
     one_line(tool("flash_board.py", dev, bundles[("unix", None)]),
              "%s is older than the board's %s" % (V, NEWER), "--downgrade")
     assert NEWER in mpremote(dev, "print(open('/flash/bundle.json').read())")
@@ -525,3 +532,17 @@ def test_unix_board_command_line(tmp_path):
     (tmp_path / "d").write_text("")
     one_line(tool("unix_board.py", "--state", tmp_path / "s", "--device", tmp_path / "d"),
              "is a file")
+
+
+def test_flash_checks_without_a_board():
+    import flash_board
+    b = {"board": "unix", "arch": "x64", "mpy": "6.3", "version": "1.2.3"}
+    x64 = 2 << 10 | 3 << 8 | 6
+    assert flash_board.check(b, {"mpy": x64, "bundle": None}) is None
+    assert "loads v5" in flash_board.check(b, {"mpy": 2 << 10 | 5, "bundle": None})
+    assert "xtensawin" in flash_board.check(b, {"mpy": 10 << 10 | 3 << 8 | 6, "bundle": None})
+    older = {"mpy": x64, "bundle": {"version": "1.10.0"}}
+    assert "older than the board's 1.10.0" in flash_board.check(b, older)  # numbers, not text
+    assert flash_board.check(b, older, downgrade=True) is None
+    assert flash_board.check(b, {"mpy": x64, "bundle": {"version": "garbage"}}) is None
+    assert flash_board.check(b, {"mpy": x64, "bundle": {"version": "1.2.3"}}) is None

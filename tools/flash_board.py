@@ -9,7 +9,8 @@ board's (sys.implementation._mpy: its .mpy files would not load; --force),
 or a version older than the one on the board (its /bundle.json;
 --downgrade). The board's bundle.json is removed first and written last,
 so a deploy cut short leaves a board that claims no version rather than a
-wrong one; modules of an older bundle that the new one lacks are removed.
+wrong one; files of the old bundle that the new one lacks (a main.py, a
+module) are removed.
 The reset is machine.reset(); the unix port has none: restart
 tools/unix_board.py. Any refusal or failure: one line, exit 2.
 """
@@ -67,16 +68,25 @@ def _h(p):
 print(json.dumps({p:_h(%r+'/'+p) for p in %r}))
 """
 
-_PREPARE = """import os
+# Runs on the board before the copy: the old bundle's claim goes first,
+# then its files the new bundle lacks (a main.py too) and stray modules.
+_PREPARE = """import os,json
 r=%r
-for p in (r+'/bundle.json',):
- try:os.remove(p)
- except OSError:pass
+keep=%r
+old=[]
+try:
+ with open(r+'/bundle.json') as f:old=list(json.load(f)['files'])
+except Exception:pass
+try:os.remove(r+'/bundle.json')
+except OSError:pass
 try:os.mkdir(r+'/lib')
 except OSError:pass
-keep=%r
 for n in os.listdir(r+'/lib'):
- if n.endswith('.mpy') and 'lib/'+n not in keep:os.remove(r+'/lib/'+n)
+ if n.endswith('.mpy'):old.append('lib/'+n)
+for p in old:
+ if p not in keep:
+  try:os.remove(r+'/'+p)
+  except OSError:pass
 """
 
 
