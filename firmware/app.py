@@ -158,13 +158,13 @@ class App:
         self.log("event: %s %s" % (kind, " ".join("%s=%s" % kv for kv in sorted(fields.items()))))
 
     def selftest(self):
-        """The factory self-test from the keypad (firmware/selftest.py), on
-        the terminal's own parts; back to idle when the operator is done."""
-        import selftest
+        """The factory self-test from the keypad (firmware/selftest_ui.py),
+        on the terminal's own parts; back to idle when the operator is done."""
+        import selftest_ui
 
         async def go():
             try:
-                await selftest.from_keypad(self.ui, selftest.app_parts(self), self.log)
+                await selftest_ui.from_keypad(self.ui, selftest_ui.app_parts(self), self.log)
             finally:
                 self.ui.idle()
         self._tasks.append(asyncio.create_task(go()))

@@ -3,8 +3,8 @@ before a board leaves, over mpremote:
 
     mpremote connect PORT exec "import selftest; selftest.main()"
 
-or from the keypad (`* * 0` on the idle screen, or the unprovisioned
-terminal's screen: see keypad_entry). One function per check, each
+or from the keypad (`* * 0` on the idle screen, or on the out-of-service
+screen of an unprovisioned terminal: selftest_ui.py). One function per check, each
 returning (PASS | FAIL | SKIP, one-line detail); a part the board lacks
 (board.py returns None for it) is skipped, never failed. The report is one
 line a check and, last, `SELFTEST PASS` or `SELFTEST FAIL n`.
@@ -27,7 +27,7 @@ KEYSTORE = "/keys/keystore.bin"  # under the board's storage root
 _FILE = "/selftest.bin"
 _LOOP = b"\x68\x55\xaa\x00\xff\x16" + bytes(range(0x20, 0x30))  # 0x00/0xFF, 0x55/0xAA, a count
 _LOOP_MS = const(1000)
-_KEY_MS = const(20000)  # an operator's time per key
+KEY_MS = const(20000)  # an operator's time per key
 
 
 class Parts:
@@ -132,7 +132,7 @@ async def check_display(p):
         return PASS, "test pattern pushed: look at the panel"
     await asyncio.sleep_ms(3000)  # the operator looks
     import keypad
-    k = await p.ask("selftest_display", (keypad.OK, keypad.CANCEL), _KEY_MS)
+    k = await p.ask("selftest_display", (keypad.OK, keypad.CANCEL), KEY_MS)
     if k == keypad.OK:
         return PASS, "pattern seen by the operator"
     return FAIL, "operator saw a bad pattern" if k else "no answer from the operator"
@@ -146,7 +146,7 @@ async def check_keypad(p):
     import keypad
     got = ""
     for want in "1234567890":
-        k = await p.ask("selftest_keys", (want, keypad.CANCEL), _KEY_MS, digits=got)
+        k = await p.ask("selftest_keys", (want, keypad.CANCEL), KEY_MS, digits=got)
         if k != want:
             return FAIL, "key %s not pressed%s" % (want, " (cancelled)" if k else "")
         got += want
@@ -233,74 +233,6 @@ def parts_from_board(board, config, out=print, keys=True):
                  keys=(_part(g("keys"), config, out, "keypad") if keys
                        else (True if g("keys") else None)),
                  slot=_part(g("card_slot"), config, out, "card slot"))
-
-
-# -- from the keypad -----------------------------------------------------------
-
-SEQUENCE = "**0"  # typed on the idle (or out-of-service) screen
-
-
-async def from_keypad(ui, parts, log=None):
-    """Ask, run every check with the operator, show the outcome; the
-    report goes to log (the board's console) line by line. Returns the
-    number of failures, None if the operator cancelled."""
-    import keypad
-    k = await ui.ask("selftest_ready", (keypad.OK, keypad.CANCEL), _KEY_MS)
-    if k != keypad.OK:
-        return None
-    ui.show("selftest_running")
-    await ui.drawn()
-    parts.ask = ui.ask
-    failed = await run(parts, (lambda s: log("selftest: " + s)) if log else (lambda s: None))
-    await ui.ask("selftest_pass" if not failed else "selftest_fail",
-                 (keypad.OK, keypad.CANCEL), 600000)
-    return failed
-
-
-def app_parts(app):
-    """The running terminal's own parts (the self-test must not open a
-    second bus or slot beside them); the bus taken in turn (app.bus_owner)."""
-    return Parts(root=app.board.storage(app.config),
-                 bus=app.client.bus if app.client is not None else None,
-                 display=app.ui.display, keys=True, slot=getattr(app, "slot", None),
-                 bus_lock=app.bus_owner)
-
-
-async def offer(board, config, screen="out_of_service"):
-    """A terminal that cannot run (no key store: not provisioned yet) shows
-    `screen` and still takes the self-test's key sequence, for ever."""
-    import ui as ui_mod
-    display, keys = board.display(config), board.keys(config)
-    if display is None or keys is None:
-        return
-    u = ui_mod.UI(display, board.clock, config.get("lang", "zh"),
-                  log=lambda s: board.report("log", s))
-    u.show(screen)
-    tasks = [asyncio.create_task(u.run())]
-    typed = ""
-    try:
-        while True:
-            k = await keys.get()
-            if u.key(k):
-                continue
-            typed = (typed + k)[-len(SEQUENCE):] if k in SEQUENCE else ""
-            if typed == SEQUENCE:
-                typed = ""
-                ask_keys = asyncio.create_task(_route(u, keys))
-                log = lambda s: board.report("log", s)  # noqa: E731
-                try:
-                    await from_keypad(u, parts_from_board(board, config, log, keys=False), log)
-                finally:
-                    ask_keys.cancel()
-                u.show(screen)
-    finally:
-        for t in tasks:
-            t.cancel()
-
-
-async def _route(u, keys):
-    while True:
-        u.key(await keys.get())
 
 
 def main(config=None, board=None):

@@ -7,7 +7,7 @@ board runs (firmware/app.py), with its configuration from flash.
                      records on first boot, never overwriting one
 
 Without them the terminal is out of service, and the keypad's `* * 0`
-runs the factory self-test (firmware/selftest.py).
+runs the factory self-test (firmware/selftest_ui.py).
 """
 import json
 
@@ -38,8 +38,8 @@ def main():
         # Not provisioned yet, or broken: the factory self-test (* * 0)
         # still runs from the keypad, with the report on the console.
         import asyncio
-        import selftest
-        asyncio.run(selftest.offer(board, {}, "out_of_service"))
+        import selftest_ui
+        asyncio.run(selftest_ui.offer(board, {}, "out_of_service"))
         return
     app.run(board, {"keystore": keys, "meters": meters, "seed": seed, "interval": 5,
                     "lang": "zh"})

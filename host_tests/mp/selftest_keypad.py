@@ -9,7 +9,7 @@ from null_display import NullDisplay
 
 import app
 import keypad
-import selftest
+import selftest_ui
 
 
 class EchoBus:
@@ -149,7 +149,7 @@ async def main():
     import gc
     gc.collect()
     c = Board("/u")
-    t = asyncio.create_task(selftest.offer(c, {}, "out_of_service"))
+    t = asyncio.create_task(selftest_ui.offer(c, {}, "out_of_service"))
     out["oos"] = await until(lambda: "screen: out_of_service" in c.logs)
     await press(c, None, "**0")
     out["oos_ready"] = await until(lambda: "screen: selftest_ready" in c.logs)
