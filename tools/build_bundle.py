@@ -47,6 +47,7 @@ BOARDS_JSON = os.path.join(ROOT, "tools", "boards.json")
 # and the .mpy header's third byte >> 2).
 ARCHS = ("none", "x86", "x64", "armv6", "armv6m", "armv7m", "armv7em", "armv7emsp",
          "armv7emdp", "xtensa", "xtensawin", "rv32imc", "rv64imc")
+_SOURCE = ("boot.py", "main.py")  # a board runs these as source from its root, never .mpy
 _SEMVER = re.compile(r"(0|[1-9]\d*)\.(0|[1-9]\d*)\.(0|[1-9]\d*)")
 
 
@@ -88,15 +89,15 @@ def mpy_version():
 
 def sources(board):
     """[(path in the bundle, source file)]: every module as a flat .mpy in
-    lib/, the board's main.py as source at the root."""
+    lib/, the board's main.py (and boot.py) as source at the root."""
     out = []
     for folder in ("firmware", "drivers", os.path.join("boards", board)):
         d = os.path.join(ROOT, folder)
         for n in sorted(os.listdir(d)):
             if not n.endswith(".py") or n == "manifest.py":
                 continue
-            if n == "main.py" and folder.startswith("boards"):
-                out.append(("main.py", os.path.join(d, n)))
+            if n in _SOURCE and folder.startswith("boards"):
+                out.append((n, os.path.join(d, n)))
             else:
                 out.append(("lib/" + n[:-3] + ".mpy", os.path.join(d, n)))
     names = [p for p, _ in out]
