@@ -36,7 +36,7 @@ def app_parts(app):
     return selftest.Parts(root=app.board.storage(app.config),
                           bus=app.client.bus if app.client is not None else None,
                           display=app.ui.display, keys=True, slot=getattr(app, "slot", None),
-                          bus_lock=app.bus_owner)
+                          bus_lock=app.bus_owner, keystore=app.keystore)
 
 
 async def offer(board, config, screen="out_of_service"):
