@@ -3,7 +3,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.setup-stamp
 
-.PHONY: setup run test bench soak glyphs screens clean
+.PHONY: setup run test bench soak glyphs screens bundle unix-board clean
 
 $(STAMP): requirements.txt debian-packages.txt tools/setup_host.sh
 	bash tools/setup_host.sh
@@ -32,6 +32,16 @@ glyphs: $(STAMP)
 
 screens: $(STAMP)
 	$(PY) tools/render_screens.py --approve
+
+# The vendor's path (README "Vendor: build, flash, provision, self-test"):
+# the bundle and factory image of a board, and the unix board as a board
+# that mpremote reaches on build/board.tty (Ctrl-C stops it).
+BOARD ?= unix
+bundle: $(STAMP)
+	$(PY) tools/build_bundle.py $(BOARD)
+
+unix-board: $(STAMP)
+	$(PY) tools/unix_board.py --loopback
 
 clean:
 	rm -rf $(VENV) build

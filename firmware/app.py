@@ -52,7 +52,7 @@ _HISTORY = const(10)  # top-ups the keypad's history shows
 class IdlePages:
     """What the keys do on the idle screen: OK shows the about page
     (firmware version, terminal id), # the last top-ups (* older ones);
-    Cancel goes back."""
+    Cancel goes back; `* * 0` starts the factory self-test."""
 
     pages = ("idle", "about", "history", "no_history")
 
@@ -60,9 +60,17 @@ class IdlePages:
         self.app = app
         self._history = []
         self._at = 0
+        self._typed = ""  # the self-test's key sequence so far
 
     def key(self, k):
         u = self.app.ui
+        if u.current == "idle" and k in "*0":
+            self._typed = (self._typed + k)[-3:]
+            if self._typed == "**0":
+                self._typed = ""
+                self.app.selftest()
+            return True
+        self._typed = ""
         if u.current == "idle" and k == keypad.OK:
             u.show("about", version=version.VERSION, terminal=self.app.terminal_id)
         elif u.current == "idle" and k == "#":
@@ -131,6 +139,7 @@ class App:
         self.client = MeterClient(bus) if bus is not None else None
         self._tasks = []
         self._timer = None
+        self.slot = None
 
     @property
     def terminal_id(self):
@@ -147,6 +156,18 @@ class App:
         top-up (docs/reporting.md). Never raises: an event that cannot be
         written is logged, and the resident's flow goes on."""
         self.log("event: %s %s" % (kind, " ".join("%s=%s" % kv for kv in sorted(fields.items()))))
+
+    def selftest(self):
+        """The factory self-test from the keypad (firmware/selftest_ui.py),
+        on the terminal's own parts; back to idle when the operator is done."""
+        import selftest_ui
+
+        async def go():
+            try:
+                await selftest_ui.from_keypad(self.ui, selftest_ui.app_parts(self), self.log)
+            finally:
+                self.ui.idle()
+        self._tasks.append(asyncio.create_task(go()))
 
     def later(self, ms, screen):
         """Back to idle after `ms` if `screen` is still up (one timer)."""
@@ -229,7 +250,7 @@ class App:
     async def start(self):
         """Open the parts and start every task the board has parts for.
         OSError from a part (a card slot that cannot open) reaches the caller."""
-        slot = self.board.card_slot(self.config)
+        slot = self.slot = self.board.card_slot(self.config)
         if slot is not None:
             await slot.open()
         spawn = self._tasks.append

@@ -167,6 +167,34 @@ MESSAGES = {
         ("登记完成", "新表号 {meter}", "首次购电请到电表处"),
         ("Meter registered", "Meter {meter}", "First purchase at the meter."),
     ),
+    # -- vendor: factory self-test (firmware/selftest.py; * * 0 on idle) ----
+    "selftest_ready": (
+        ("工厂自检", "检查存储、密钥、显示\n按键、卡座、RS-485", "确认开始，取消返回"),
+        ("Factory self-test", "Storage, keys, display,\nkeypad, card slot, RS-485.",
+         "OK: start. Cancel: back"),
+    ),
+    "selftest_running": (
+        ("正在自检", "请稍候", "自检中请勿断电"),
+        ("Self-test running", "Please wait.", "Do not switch off."),
+    ),
+    "selftest_display": (
+        ("显示检查", "图案是否完整：\n边框、方格、对角线", "完整按确认，否则取消"),
+        ("Display check", "Was the pattern whole:\nborder, squares, diagonals?",
+         "OK: yes. Cancel: no"),
+    ),
+    "selftest_keys": (
+        ("按键检查", "请依次按 1 至 9 和 0\n{digits}", "按取消结束"),
+        ("Keypad check", "Press 1 to 9, then 0.\n{digits}", "Cancel: stop"),
+    ),
+    "selftest_pass": (
+        ("自检通过", "全部检查通过", "按确认返回"),
+        ("Self-test passed", "Every check passed.", "OK: back"),
+    ),
+    "selftest_fail": (
+        ("自检未通过", "有检查未通过，\n详见串口自检报告", "请送回厂家检修"),
+        ("Self-test failed", "A check failed: see the\nserial port's report.",
+         "Return it for repair."),
+    ),
 }
 
 LANGS = ("zh", "en")

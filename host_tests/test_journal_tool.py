@@ -10,10 +10,8 @@
 import json
 import os
 import pty
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
@@ -22,6 +20,7 @@ import journal_tool
 from card_sim_ctl import Output, free_port, make_card
 from meter_sim_ctl import MeterSim
 from mp_runner import MICROPYTHON, MP_PATH, ROOT
+from unix_board import UnixBoard
 
 TOOL = os.path.join(ROOT, "tools", "journal_tool.py")
 MPREMOTE = os.path.join(ROOT, ".venv", "bin", "mpremote")
@@ -118,22 +117,10 @@ print("made", len(j.open_entries()))
 
 @pytest.fixture
 def board(tmp_path):
-    """micropython -i on a PTY (socat), as mpremote sees a board."""
-    dev = str(tmp_path / "dev")
-    proc = subprocess.Popen(
-        ["socat", "PTY,link=%s,raw,echo=0" % dev,
-         "EXEC:%s -i,pty,raw,echo=0" % MICROPYTHON],
-        env=dict(os.environ, MICROPYPATH=MP_PATH), start_new_session=True,
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    deadline = time.monotonic() + 20
-    while not os.path.exists(dev):
-        assert proc.poll() is None, proc.stderr.read()
-        assert time.monotonic() < deadline, "socat made no PTY"
-        time.sleep(0.02)
-    yield dev
-    os.killpg(proc.pid, signal.SIGTERM)
-    proc.wait(10)
-    proc.stderr.close()
+    """micropython -i on a PTY (socat), as mpremote sees a board; the
+    firmware from the source tree (tools/unix_board.py, from_source)."""
+    with UnixBoard(tmp_path / "state", tmp_path / "dev", from_source=True) as b:
+        yield b.device
 
 
 def test_board_over_mpremote(board, tmp_path):

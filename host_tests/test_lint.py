@@ -23,6 +23,7 @@ SKIP_DIRS = {".venv", "build", ".git", "__pycache__", ".pytest_cache", ".hypothe
 PATH_EDITORS = {
     "tools/hostpath.py": None,            # the one place
     "boards/unix/terminal.py": None,      # runs under micropython, no hostpath there
+    "boards/unix/repl_board.py": None,    # the unix board's "port": mounts, runs from /flash/lib
     "host_tests/mp/*.py": None,           # run under micropython (mp_runner sets MICROPYPATH)
     "tools/card_vicc.py": {"append"},     # Debian's virtualsmartcard, a system package:
                                           # appended, so it shadows nothing

@@ -71,6 +71,13 @@ WHEN = {
     "tech_meter_number": "Technician: enter the replacement meter's number.",
     "tech_confirm": "Technician: confirm before saving.",
     "tech_done": "Technician: saved.",
+    # vendor: the factory self-test (firmware/selftest.py)
+    "selftest_ready": "Vendor: `* * 0` on the idle or out-of-service screen.",
+    "selftest_running": "Vendor: the self-test's checks are running.",
+    "selftest_display": "Vendor: after the test pattern, was it whole?",
+    "selftest_keys": "Vendor: the keypad check, digits pressed so far.",
+    "selftest_pass": "Vendor: every check passed (report on the serial port).",
+    "selftest_fail": "Vendor: a check failed (report on the serial port).",
 }
 
 

@@ -5,6 +5,9 @@ board runs (firmware/app.py), with its configuration from flash.
 /config/meters.json  the meters this terminal manages, as on the unix board
                      (address, meter_number, customer, state): it seeds the
                      records on first boot, never overwriting one
+
+Without them the terminal is out of service, and the keypad's `* * 0`
+runs the factory self-test (firmware/selftest_ui.py).
 """
 import json
 
@@ -32,6 +35,11 @@ def main():
         meters = [m["address"] for m in seed]
     except (KeyStoreError, OSError, ValueError, KeyError, TypeError) as e:
         out_of_service("cannot start: %s" % e)
+        # Not provisioned yet, or broken: the factory self-test (* * 0)
+        # still runs from the keypad, with the report on the console.
+        import asyncio
+        import selftest_ui
+        asyncio.run(selftest_ui.offer(board, {}, "out_of_service"))
         return
     app.run(board, {"keystore": keys, "meters": meters, "seed": seed, "interval": 5,
                     "lang": "zh"})

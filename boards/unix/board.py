@@ -83,6 +83,24 @@ def storage(config):
     return FLASH
 
 
+def config():
+    """The board's own configuration when no terminal.py command line gave
+    one: the REPL board (repl_board.py, mpremote's view), which has its
+    flash at /flash and its bus wired as $TERMINAL_BUS says (the self-test's
+    loopback). The self-test asks this, as a real board's needs nothing."""
+    import os
+    c = {"display": "none"}
+    try:
+        os.stat(FLASH)
+        c["_root"] = FLASH
+    except OSError:
+        pass
+    bus_spec = os.getenv("TERMINAL_BUS")
+    if bus_spec:
+        c["bus"] = bus_spec
+    return c
+
+
 def clock():
     return time.localtime()
 
