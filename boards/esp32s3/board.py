@@ -223,3 +223,9 @@ def network(config=None):
 
 def close():
     pass
+
+
+def config():
+    """Settings for tools that run without main.py (the self-test over
+    mpremote): none; this board's parts need no command line."""
+    return {}
