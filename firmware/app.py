@@ -115,6 +115,7 @@ class App:
             self.ui.idle_keys = IdlePages(self)
         self.records = self.journal = None
         root = None if config.get("once") else board.storage(config)
+        self.records_root = root
         if root is not None:
             import journal
             import records
@@ -126,6 +127,9 @@ class App:
             self.journal = journal.Journal(root, self.terminal_id, board.clock)
             self.log("journal: next #%d, %d open" % (self.journal.next_seq,
                                                       len(self.journal.open_entries())))
+            if _exists(root + "/tech/pending") or _exists(root + "/tech/pending.tmp"):
+                import technician  # a re-registration a power cut interrupted
+                technician.finish(self)
         # the bus last: a flash that cannot be used is said before a bus is tried
         bus = board.bus(config)
         self.client = MeterClient(bus) if bus is not None else None
@@ -217,6 +221,13 @@ class App:
             return keypad.OK
         return await self.ui.ask(name, accept, timeout_ms, **fields)
 
+    async def enter(self, name, size, timeout_ms, field="digits", value="", **fields):
+        """Digits typed on the keypad (ui.UI.enter); None without a keypad.
+        Never auto-answered: nobody can guess a PIN or a meter number."""
+        if self.ui is None:
+            return None
+        return await self.ui.enter(name, size, timeout_ms, field, value, **fields)
+
     def show(self, name, **fields):
         if self.ui is not None:
             self.ui.show(name, **fields)
@@ -254,6 +265,15 @@ class App:
         for t in self._tasks:
             t.cancel()
         self._tasks = []
+
+
+def _exists(path):
+    import os
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
 
 
 async def main(board, config):

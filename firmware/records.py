@@ -253,6 +253,18 @@ class Records:
         self._rec.put(slot, pack(rec))
         self._index(rec.customer, slot)
 
+    def remove(self, meter):
+        """Drop a meter's record (re-registered under a new meter number):
+        the slot becomes a tombstone, so probes for other meters go on past
+        it. True if there was one."""
+        slot, _ = self._find(meter)
+        if slot is None:
+            return False
+        self._rec.put(slot, b"\x02" + bytes(SLOT - 1))
+        if self._count is not None:
+            self._count -= 1
+        return True
+
     def _index(self, customer, slot):
         key = bcd.from_digits(customer)
         cap = self.capacity
