@@ -285,14 +285,16 @@ class Records:
 
     def seed(self, entries):
         """Records from a configuration list, on first boot: an existing
-        record is never overwritten. -> how many were added."""
+        record is never overwritten, and a customer who has a record (its
+        meter re-registered under a new number) gets no second one.
+        -> how many were added."""
         added = 0
         for e in entries:
             if not isinstance(e, dict):
                 raise RecordError("a meter entry is an object, got %r" % (e,))
             rec = Record(e.get("meter_number") or e.get("address"), e.get("customer"),
                          e.get("address"), e.get("state", ACTIVE))
-            if self.get(rec.meter) is None:
+            if self.get(rec.meter) is None and self.by_customer(rec.customer) is None:
                 self.put(rec)
                 added += 1
         return added

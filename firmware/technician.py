@@ -207,9 +207,11 @@ class _Tech:
             self.event("register_failed", meter=number, detail=why)
             return await _choose(app, "tech_no_meter" if why == "no answer"
                                  else "tech_auth_failed", _OK)
+        import gc
+        gc.collect()  # the session's garbage goes before the key store is copied
         try:
             save(app, p)
-        except (OSError, KeyStoreError, storage.StorageError) as e:
+        except (OSError, MemoryError, KeyStoreError, storage.StorageError) as e:
             app.log("technician: not saved: %r" % e)
             self.event("register_failed", meter=number, detail="not saved")
             return await _choose(app, "tech_not_saved", _OK)
@@ -310,7 +312,8 @@ def _apply(app, p):
     if base is None or base.customer != p["customer"]:
         raise records.RecordError("no record of customer %s to re-register" % p["customer"])
     rec = records.Record(p["meter"], p["customer"], p["address"], records.AWAITING_OPENING,
-                         base.category, base.type, base.prepaid, base.archived, p["key"],
+                         base.category, base.type, base.prepaid, base.archived,
+                         "override" if p["key"] == "package" else "derived",
                          "", base.retired)  # the next card seen is the customer's
     rs.put(rec)
     if p["old"] != p["meter"]:

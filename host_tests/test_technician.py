@@ -120,6 +120,7 @@ class Terminal:
     def pull(self):
         self.card.pull()
         self.wait("card: removed")
+        self.screen("idle")  # the slot released: ready for the next card
 
     def top_up(self, card):
         """A resident's card: -> the screen it ended on."""
@@ -325,7 +326,6 @@ def test_pulling_the_card_ends_technician_mode(building):
     term.type("2")
     term.screen("tech_customer")
     term.type("1122")
-    term.pull()  # in the middle of typing
-    term.wait("screen: idle")
+    term.pull()  # in the middle of typing: back to idle
     term.type("1")  # no technician mode any more: the key goes nowhere
     assert term.top_up(make_card(count=7)) == "success"
