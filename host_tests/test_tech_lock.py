@@ -137,3 +137,42 @@ def test_the_office_resets_the_pin_only_with_a_good_mac():
     rc = card.apdu(b"\x00\x84\x00\x00\x04")[:4]
     assert card.apdu(hdr + b"135790" + card_model.mac(kc, rc + hdr + b"135790")) == b"\x90\x00"
     assert (card.pin, card.pin_tries) == (b"135790", 3)
+
+
+class _Direct:
+    """card_tool's `transmit` straight into a card model (61xx answered)."""
+
+    def __init__(self, card):
+        self.card = card
+
+    def transmit(self, apdu):
+        r = self.card.apdu(apdu)
+        while r[-2] == 0x61:
+            r = r[:-2] + self.card.apdu(bytes((0, 0xC0, 0, 0, r[-1])))
+        return r[:-2], int.from_bytes(r[-2:], "big")
+
+
+def test_the_office_issues_a_technician_card_and_sets_its_pin():
+    import card_tool
+    card = card_model.Card.blank(MK_C, bytes.fromhex("7700000000000009"))
+    office = card_tool.Office(_Direct(card), MK_C)
+    office.issue(cf.TECHNICIAN, "000000000000", "900000000042")
+    office.set_pin("135790")
+    assert (card.pin, card.pin_tries) == (b"135790", 3)
+    assert verify(card, "135790") == "ok"  # and the terminal reads it as a technician card
+    card.pin_tries = 0
+    card_tool.Office(_Direct(card), MK_C).set_pin("246802")  # unblocks
+    assert verify(card, "246802") == "ok"
+    purchase = card_model.Card.issued(MK_C, bytes.fromhex("8800000000000009"), cf.PURCHASE,
+                                      "000000000001", "112233445566", 100, 1)
+    with pytest.raises(card_tool.ToolError):
+        card_tool.Office(_Direct(purchase), MK_C).set_pin("123456")
+
+
+def test_card_tool_pin_comes_from_stdin_never_argv():
+    import card_tool
+    p = card_tool.build_parser()
+    with pytest.raises(SystemExit):
+        p.parse_args(["--card-master-key", MK_C.hex(), "pin", "123456"])
+    assert card_tool.main(["--card-master-key", MK_C.hex(), "issue", "--type", "purchase",
+                           "--customer", "112233445566"]) == 1  # no meter: refused at once
