@@ -128,8 +128,8 @@ class App:
             self.log("journal: next #%d, %d open" % (self.journal.next_seq,
                                                       len(self.journal.open_entries())))
             if _exists(root + "/tech/pending") or _exists(root + "/tech/pending.tmp"):
-                import technician  # a re-registration a power cut interrupted
-                technician.finish(self)
+                import reregistration  # one a power cut interrupted
+                reregistration.finish(self)
         # the bus last: a flash that cannot be used is said before a bus is tried
         bus = board.bus(config)
         self.client = MeterClient(bus) if bus is not None else None

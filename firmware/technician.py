@@ -13,22 +13,21 @@ read: genuine (internal authenticate under K_c) with an all-zero purse.
      MK_M, or a sealed key package from the inbox, MAC-checked), then the
      new meter authenticated (identity authentication and a MAC-checked
      read-back) with the key held in RAM; a meter that fails is not saved
-  5. saving, in an order a power cut cannot tear: the intent on flash
-     (everything needed, the key still sealed), the key store, the record
-     (awaiting its opening purchase at the meter), the intent removed.
-     finish(app), at boot, completes an intent a power cut left.
+  5. saving (reregistration.py), in an order a power cut cannot tear: the
+     intent on flash, the key store, the record (awaiting its opening
+     purchase at the meter); a boot completes an intent a cut left.
 
 Every action is journalled with the card's serial and the technician's id
 (app.event("technician", ...), docs/reporting.md).
 """
 import asyncio
-import json
 
 from micropython import const
 
 import keypad
 import meter_items
 import records
+import reregistration
 import storage
 import tech_lock
 import user_card
@@ -38,7 +37,6 @@ from meter_security import MeterSession
 
 _WAIT_MS = const(120000)  # a technician reads the meter's label meanwhile
 _OK = (keypad.OK, keypad.CANCEL)
-_PENDING = "/tech/pending"
 
 
 class _Pulled(Exception):
@@ -189,7 +187,8 @@ class _Tech:
         kind = await _choose(app, "tech_key_kind", ("1", "2", keypad.CANCEL))
         if kind not in ("1", "2"):
             return
-        p = {"customer": rec.customer, "old": rec.meter, "meter": number, "address": address,
+        p = {"customer": rec.customer, "old": rec.meter, "old_address": rec.address,
+             "meter": number, "address": address,
              "key": "derived" if kind == "1" else "package", "sealed": ""}
         if kind == "1":
             km = app.keystore.derived_key(address)
@@ -210,7 +209,7 @@ class _Tech:
         import gc
         gc.collect()  # the session's garbage goes before the key store is copied
         try:
-            save(app, p)
+            reregistration.save(app, p)
         except (OSError, MemoryError, KeyStoreError, storage.StorageError) as e:
             app.log("technician: not saved: %r" % e)
             self.event("register_failed", meter=number, detail="not saved")
@@ -280,67 +279,6 @@ class _Tech:
                 await s.end()
 
 
-def save(app, p):
-    """The re-registration on flash, in an order a power cut cannot tear:
-    the intent first (finish() completes it at boot), then the steps, each
-    one safe to repeat."""
-    root = app.records_root
-    try:
-        import os
-        os.mkdir(root + "/tech")
-    except OSError:
-        pass
-    storage.write_atomic(root + _PENDING, json.dumps(p).encode())
-    _apply(app, p)
-    import os
-    os.remove(root + _PENDING)
-
-
-def _apply(app, p):
-    ks = app.keystore
-    if p["key"] == "package":
-        ks.import_meter_key(bytes.fromhex(p["sealed"]))
-        ks.save(app.config["keystore_path"])
-    elif p["address"] in ks.overrides():  # a stale override would shadow the derived key
-        ks.remove_meter_key(p["address"])
-        if app.config.get("keystore_path"):
-            ks.save(app.config["keystore_path"])
-    rs = app.records
-    old = rs.get(p["old"])
-    new = rs.get(p["meter"])
-    base = new if new is not None and new.customer == p["customer"] else old
-    if base is None or base.customer != p["customer"]:
-        raise records.RecordError("no record of customer %s to re-register" % p["customer"])
-    rec = records.Record(p["meter"], p["customer"], p["address"], records.AWAITING_OPENING,
-                         base.category, base.type, base.prepaid, base.archived,
-                         "override" if p["key"] == "package" else "derived",
-                         "", base.retired)  # the next card seen is the customer's
-    rs.put(rec)
-    if p["old"] != p["meter"]:
-        rs.remove(p["old"])
-    if p["old"] in app.meters:  # the poll table follows
-        app.meters[app.meters.index(p["old"])] = p["address"]
-    elif p["address"] not in app.meters:
-        app.meters.append(p["address"])
-
-
-def finish(app):
-    """At boot: a re-registration a power cut interrupted is completed (its
-    meter was authenticated before the intent was written)."""
-    root = app.records_root
-    try:
-        p = json.loads(storage.read_checked(root + _PENDING, 512))
-    except storage.Missing:
-        return
-    except (storage.StorageError, ValueError) as e:
-        app.log("technician: unfinished re-registration unreadable (%s): dropped" % e)
-        _remove(root + _PENDING)
-        return
-    _apply(app, p)
-    _remove(root + _PENDING)
-    app.log("technician: re-registration of meter %s completed at boot" % p["meter"])
-
-
 def _read_package(path):
     """A package file's sealed record (hex, 26 bytes), or None."""
     try:
@@ -348,14 +286,6 @@ def _read_package(path):
             return bytes.fromhex(f.read(80).strip())
     except (OSError, TypeError, ValueError):
         return None
-
-
-def _remove(path):
-    import os
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
 async def _choose(app, name, accept, **fields):
