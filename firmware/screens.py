@@ -114,6 +114,7 @@ _EXTRA = {"progress": "percent"}
 def placeholders(name):
     """Sorted field names a screen needs."""
     need = set()
+    messages.load(name)
     for parts in messages.MESSAGES[name]:
         for s in parts:
             i = s.find("{")
@@ -142,6 +143,7 @@ def _values(name, fields):
 def layout(name, lang, **fields):
     """(title, body_lines, next_lines) as they will be drawn; TextOverflow if
     the message does not fit the screen."""
+    messages.load(name)
     if name not in messages.MESSAGES:
         raise ValueError("unknown screen %r" % (name,))
     title, body, nxt = messages.get(name, lang)
@@ -189,4 +191,5 @@ def show(display, name, lang="zh", **fields):
 
 
 def names():
+    messages.load()
     return sorted(messages.MESSAGES)
