@@ -16,6 +16,8 @@ part:
     board.keys(config)       a keypad.KeyQueue the keypad feeds
     board.storage(config)    the path where littlefs holds the records and
                              the journal (mounted by the board)
+    board.inbox(config)      the folder where key packages for re-registration
+                             arrive (<meter>.key), or None
     board.clock()            time.localtime()-style tuple
     board.report(kind, text) where the board puts the poll table
                              ("table") and events ("log"): a console, a
@@ -25,7 +27,9 @@ part:
 entries for the records on first boot: address, meter_number, customer,
 state), "keystore" (a keystore.KeyStore), "interval" (s between polls),
 "once" (poll once, report, stop), "lang", "auto_ok" (confirm every
-question: tests and benchmarks).
+question: tests and benchmarks; never a technician's), "keystore_path"
+(where re-registration saves the key store; None: it cannot keep a key
+package).
 
 Tasks: the screen's owner (ui.UI.run) and the key router (ui.UI.keys), the
 card slot (a card in -> topup.serve), and the bus poller. The bus has one
