@@ -245,6 +245,7 @@ def test_replace_reregister_open_at_meter_then_top_up(building, kind):
     assert term.top_up(card) == "already_credited"  # the same purchase twice lands once
     assert sim.meter(NEW)["balance"] == 8000
     out = term.stop()
+    assert PIN not in out  # the PIN is typed, masked, and sent to the card only
     ev = events(out, "registered")
     assert len(ev) == 1 and "meter=%s" % NEW in ev[0] and "old_meter=%s" % METER in ev[0]
     assert "key=%s" % kind in ev[0] and "card=%s" % TECH_SERIAL.hex() in ev[0]
@@ -284,6 +285,16 @@ def test_three_wrong_pins_lock_technician_mode_across_a_restart(building, tmp_pa
     assert not events(out, "enter")
 
 
+def test_a_cloned_technician_card_gets_no_pin_prompt(building):
+    term = building
+    clone = card_model.Card.technician(MK_C, TECH_SERIAL, TECH_ID, PIN, key=bytes(range(16)))
+    term.insert(clone)
+    term.wait("card: shown; waiting for the pull")
+    assert "screen: tech_pin" not in term.out.lines
+    assert "screen: card_invalid" in term.out.lines
+    term.pull()
+
+
 def test_blocked_card_is_refused(building):
     term = building
     card = tech_card()
@@ -293,18 +304,32 @@ def test_blocked_card_is_refused(building):
     term.pull()
 
 
-def test_forged_package_is_refused_and_nothing_saved(building):
-    """A package sealed under another transport key (or altered) fails its
-    MAC: the customer stays replaced, no key is stored."""
+@pytest.mark.parametrize("forgery", ["other_terminal", "altered", "other_meter", "missing"])
+def test_forged_package_is_refused_and_nothing_saved(building, forgery):
+    """A package sealed under another terminal's transport key, altered, or
+    sealed for another meter (a valid one renamed) is refused; so is none
+    at all. The customer stays replaced, no key is stored."""
     term, sim = building, building.sim
     mark_replaced(term)
     sim.control("replace", address=METER, new_address=NEW, key=OTHER_KM.hex())
-    seal_package(term.inbox, NEW, OTHER_KM, k_t=bytes(range(16)))
-    assert register(term, "2") == "tech_package_bad"
+    path = term.inbox / ("%s.key" % NEW)
+    if forgery == "other_terminal":
+        seal_package(term.inbox, NEW, OTHER_KM, k_t=bytes(range(16)))
+    elif forgery == "altered":
+        seal_package(term.inbox, NEW, OTHER_KM)
+        b = bytearray(bytes.fromhex(path.read_text()))
+        b[10] ^= 1  # one bit of the encrypted key
+        path.write_text(b.hex())
+    elif forgery == "other_meter":
+        seal_package(term.inbox, "000000000778", OTHER_KM)
+        (term.inbox / "000000000778.key").rename(path)
+    want = "tech_package_missing" if forgery == "missing" else "tech_package_bad"
+    assert register(term, "2") == want
     assert term.top_up(make_card(count=7)) == "meter_replaced"
     out = term.stop()
     assert keystore.KeyStore.load(str(term.keystore)).overrides() == []
-    assert len(events(out, "register_failed")) == 1 and not events(out, "registered")
+    assert not events(out, "registered")
+    assert len(events(out, "register_failed")) == (forgery != "missing")
 
 
 def test_new_meter_whose_keys_do_not_authenticate_is_not_saved(building):
