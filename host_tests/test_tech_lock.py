@@ -175,4 +175,4 @@ def test_card_tool_pin_comes_from_stdin_never_argv():
     with pytest.raises(SystemExit):
         p.parse_args(["--card-master-key", MK_C.hex(), "pin", "123456"])
     assert card_tool.main(["--card-master-key", MK_C.hex(), "issue", "--type", "purchase",
-                           "--customer", "112233445566"]) == 1  # no meter: refused at once
+                           "--customer", "112233445566"]) == 2  # no meter: refused at once

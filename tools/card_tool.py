@@ -316,13 +316,15 @@ def _key(a):
 
 
 def _issue_meter(a):
-    """A technician card has meter 000000000000; every other card needs one."""
+    """A technician card has meter 000000000000; every other card needs one.
+    -> what is wrong with the command line, or None."""
     if a.type == "technician":
         if a.meter not in (None, _NO_METER):
-            raise ToolError("a technician card has no meter (leave out --meter)")
+            return "a technician card has no meter (leave out --meter)"
         a.meter = _NO_METER
     elif a.meter is None:
-        raise ToolError("issue --type %s needs --meter (12 digits)" % a.type)
+        return "issue --type %s needs --meter (12 digits)" % a.type
+    return None
 
 
 def build_parser():
@@ -354,11 +356,13 @@ def build_parser():
 
 def main(argv=None):
     a = build_parser().parse_args(argv)
+    bad = _issue_meter(a) if a.cmd == "issue" else None
+    if bad:
+        print("card_tool: %s" % bad, file=sys.stderr)
+        return 2
     card = None
     try:
         key = _key(a)
-        if a.cmd == "issue":
-            _issue_meter(a)
         card = PcscCard(a.reader, a.wait)
         office = Office(card, key)
         ok = True
