@@ -16,6 +16,8 @@ part:
     board.keys(config)       a keypad.KeyQueue the keypad feeds
     board.storage(config)    the path where littlefs holds the records and
                              the journal (mounted by the board)
+    board.inbox(config)      the folder where key packages for re-registration
+                             arrive (<meter>.key), or None
     board.clock()            time.localtime()-style tuple
     board.report(kind, text) where the board puts the poll table
                              ("table") and events ("log"): a console, a
@@ -25,7 +27,9 @@ part:
 entries for the records on first boot: address, meter_number, customer,
 state), "keystore" (a keystore.KeyStore), "interval" (s between polls),
 "once" (poll once, report, stop), "lang", "auto_ok" (confirm every
-question: tests and benchmarks).
+question: tests and benchmarks; never a technician's), "keystore_path"
+(where re-registration saves the key store; None: it cannot keep a key
+package).
 
 Tasks: the screen's owner (ui.UI.run) and the key router (ui.UI.keys), the
 card slot (a card in -> topup.serve), and the bus poller. The bus has one
@@ -123,6 +127,7 @@ class App:
             self.ui.idle_keys = IdlePages(self)
         self.records = self.journal = None
         root = None if config.get("once") else board.storage(config)
+        self.records_root = root
         if root is not None:
             import journal
             import records
@@ -134,6 +139,9 @@ class App:
             self.journal = journal.Journal(root, self.terminal_id, board.clock)
             self.log("journal: next #%d, %d open" % (self.journal.next_seq,
                                                       len(self.journal.open_entries())))
+            if _exists(root + "/tech/pending") or _exists(root + "/tech/pending.tmp"):
+                import reregistration  # one a power cut interrupted
+                reregistration.finish(self)
         # the bus last: a flash that cannot be used is said before a bus is tried
         bus = board.bus(config)
         self.client = MeterClient(bus) if bus is not None else None
@@ -238,6 +246,13 @@ class App:
             return keypad.OK
         return await self.ui.ask(name, accept, timeout_ms, **fields)
 
+    async def enter(self, name, size, timeout_ms, field="digits", value="", **fields):
+        """Digits typed on the keypad (ui.UI.enter); None without a keypad.
+        Never auto-answered: nobody can guess a PIN or a meter number."""
+        if self.ui is None:
+            return None
+        return await self.ui.enter(name, size, timeout_ms, field, value, **fields)
+
     def show(self, name, **fields):
         if self.ui is not None:
             self.ui.show(name, **fields)
@@ -275,6 +290,15 @@ class App:
         for t in self._tasks:
             t.cancel()
         self._tasks = []
+
+
+def _exists(path):
+    import os
+    try:
+        os.stat(path)
+        return True
+    except OSError:
+        return False
 
 
 async def main(board, config):

@@ -158,6 +158,22 @@ class KeyStore:
             return sm4.kdf(self._mk_m, a + b"\x00\x00")
         return self._ciphers()[0].decrypt(self._table[off + 6:off + 22])
 
+    def derived_key(self, address):
+        """K_m = KDF(MK_M, address || 00 00), whatever override the meter has:
+        a meter of this terminal's batch."""
+        return sm4.kdf(self._mk_m, _address(address) + b"\x00\x00")
+
+    def open_sealed(self, record):
+        """A sealed record (26 bytes) checked against its MAC, not imported:
+        -> (address digits, K_m), for authenticating a meter before anything
+        is saved. KeyStoreError for a forged, foreign or blank one."""
+        if not isinstance(record, (bytes, bytearray)) or len(record) != _ENTRY:
+            raise KeyStoreError("meter key record must be %d bytes" % _ENTRY)
+        record = bytes(record)
+        a = _address(record[0:6])
+        self._verify(record)
+        return bcd.to_digits(a), self._ciphers()[0].decrypt(record[6:22])
+
     def card_key(self, serial8):
         """K_c = KDF(MK_C, card serial)."""
         if not isinstance(serial8, (bytes, bytearray)) or len(serial8) != 8:

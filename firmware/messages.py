@@ -5,6 +5,9 @@ title is one line, body says what happened, next says what the resident (or
 technician) should do now. "\\n" forces a line break; {fields} are filled by
 screens.py (money in fen, numbers as 12-digit strings, see FIELDS there).
 
+The technician's screens (tech_*) live in messages_tech.py, loaded on
+first use (load()): residents' top-ups never carry them in the heap.
+
 tools/build_glyphs.py takes its character set from this file, and
 host_tests/test_glyphs.py fails if a message uses a character the glyph
 subset lacks or if any message overflows the 128x64 screen.
@@ -153,20 +156,6 @@ MESSAGES = {
         ("Out of service", "The terminal has a fault.",
          "Please call the utility office."),
     ),
-    # -- technician -------------------------------------------------------
-    "tech_meter_number": (
-        ("更换电表登记", "请输入新表号\n{digits}", "确认继续，取消退出"),
-        ("Meter replacement", "New meter number:\n{digits}", "OK: next. Cancel: exit"),
-    ),
-    "tech_confirm": (
-        ("请确认", "户号 {customer}\n新表号 {meter}", "确认保存，取消返回"),
-        ("Confirm new meter", "Customer {customer}\nMeter {meter}",
-         "OK: save. Cancel: back"),
-    ),
-    "tech_done": (
-        ("登记完成", "新表号 {meter}", "首次购电请到电表处"),
-        ("Meter registered", "Meter {meter}", "First purchase at the meter."),
-    ),
     # -- vendor: factory self-test (firmware/selftest.py; * * 0 on idle) ----
     "selftest_ready": (
         ("工厂自检", "检查存储、密钥、显示\n按键、卡座、RS-485", "确认开始，取消返回"),
@@ -201,18 +190,28 @@ LANGS = ("zh", "en")
 
 # Characters that field values can produce (digits, signs, separators,
 # the placeholder of unentered digits): they need glyphs too.
-FIELD_CHARS = "0123456789-.:_%"
+FIELD_CHARS = "0123456789-.:_%*"
+
+
+def load(name=None):
+    """Bring in the technician's screens (messages_tech.py adds them to
+    MESSAGES) when `name` is one of them, or always with no name. They stay
+    out of the heap until a technician card comes."""
+    if name is None or (name not in MESSAGES and name.startswith("tech_")):
+        import messages_tech  # noqa: F401 - it adds its screens to MESSAGES
 
 
 def get(name, lang):
     """(title, body, next) for a message; KeyError/ValueError when unknown."""
     if lang not in LANGS:
         raise ValueError("unknown language %r" % (lang,))
+    load(name)
     return MESSAGES[name][LANGS.index(lang)]
 
 
 def charset():
     """Every character the catalogue and field values can put on screen."""
+    load()
     seen = set(FIELD_CHARS)
     for pair in MESSAGES.values():
         for parts in pair:

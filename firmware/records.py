@@ -253,6 +253,18 @@ class Records:
         self._rec.put(slot, pack(rec))
         self._index(rec.customer, slot)
 
+    def remove(self, meter):
+        """Drop a meter's record (re-registered under a new meter number):
+        the slot becomes a tombstone, so probes for other meters go on past
+        it. True if there was one."""
+        slot, _ = self._find(meter)
+        if slot is None:
+            return False
+        self._rec.put(slot, b"\x02" + bytes(SLOT - 1))
+        if self._count is not None:
+            self._count -= 1
+        return True
+
     def _index(self, customer, slot):
         key = bcd.from_digits(customer)
         cap = self.capacity
@@ -273,14 +285,16 @@ class Records:
 
     def seed(self, entries):
         """Records from a configuration list, on first boot: an existing
-        record is never overwritten. -> how many were added."""
+        record is never overwritten, and a customer who has a record (its
+        meter re-registered under a new number) gets no second one.
+        -> how many were added."""
         added = 0
         for e in entries:
             if not isinstance(e, dict):
                 raise RecordError("a meter entry is an object, got %r" % (e,))
             rec = Record(e.get("meter_number") or e.get("address"), e.get("customer"),
                          e.get("address"), e.get("state", ACTIVE))
-            if self.get(rec.meter) is None:
+            if self.get(rec.meter) is None and self.by_customer(rec.customer) is None:
                 self.put(rec)
                 added += 1
         return added

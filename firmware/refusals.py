@@ -19,6 +19,8 @@ _TABLE = (
     (user_card.ForgedPurse, "card_invalid"),  # amount or count altered
     (user_card.MacWrong, "card_invalid"),
     (user_card.Unissued, "card_invalid"),
+    (user_card.PinBlocked, "tech_card_blocked"),  # only the office unblocks it
+    (user_card.PinWrong, "tech_pin_wrong"),
     (user_card.CardError, "card_unreadable"),
     (card_reader.CardMute, "card_unreadable"),
     (card_reader.BadAtr, "card_unreadable"),

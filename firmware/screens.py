@@ -54,6 +54,20 @@ def _digits(v):
     return v + "_" * (12 - len(v))
 
 
+def _pin(v):
+    # A PIN being typed: never shown, one '*' a digit.
+    if not isinstance(v, str) or len(v) > 6 or not _all_digits(v):
+        raise ValueError("a PIN is up to 6 digits")
+    return "*" * len(v) + "_" * (6 - len(v))
+
+
+def _small(v):
+    # tries left, minutes of a lock-out
+    if not isinstance(v, int) or isinstance(v, bool) or not 0 <= v <= 99:
+        raise ValueError("a small count 0..99, got %r" % (v,))
+    return v
+
+
 def _time(v):
     # (year, month, day, hour, minute, ...) as time.localtime() gives it.
     if not isinstance(v, tuple) or len(v) < 5:
@@ -88,6 +102,9 @@ FIELDS = {
     "digits": _digits,
     "time": _time,
     "percent": _percent,
+    "pin": _pin,
+    "tries": _small,
+    "minutes": _small,
 }
 
 # Screens that draw something besides text, and the field that drives it.
@@ -97,6 +114,7 @@ _EXTRA = {"progress": "percent"}
 def placeholders(name):
     """Sorted field names a screen needs."""
     need = set()
+    messages.load(name)
     for parts in messages.MESSAGES[name]:
         for s in parts:
             i = s.find("{")
@@ -125,6 +143,7 @@ def _values(name, fields):
 def layout(name, lang, **fields):
     """(title, body_lines, next_lines) as they will be drawn; TextOverflow if
     the message does not fit the screen."""
+    messages.load(name)
     if name not in messages.MESSAGES:
         raise ValueError("unknown screen %r" % (name,))
     title, body, nxt = messages.get(name, lang)
@@ -172,4 +191,5 @@ def show(display, name, lang="zh", **fields):
 
 
 def names():
+    messages.load()
     return sorted(messages.MESSAGES)

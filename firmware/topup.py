@@ -50,6 +50,9 @@ async def serve(app, reader):
         return await _refuse(app, reader, refusals.screen_for(e), e)
     for line in info.lines():
         log(line)
+    if info.card_type == cf.TECHNICIAN:  # technician mode (firmware/technician.py)
+        import technician
+        return await technician.serve(app, reader, card, info)
 
     # 2. Opening cards (a first purchase is made at the meter), meters this
     #    terminal does not manage, cards with nothing to credit.

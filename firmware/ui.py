@@ -34,6 +34,7 @@ class UI:
         self._drawn_want = None  # the request it answered
         self._changed = asyncio.Event()
         self._asking = None  # (keys accepted, Event, [key]) while a flow waits
+        self._entry = None  # key -> used, while a flow takes digits (enter)
         self.idle_keys = None  # key -> handled by the idle pages (app sets it)
         self.shown = 0  # screens pushed, for tests and figures
 
@@ -109,11 +110,59 @@ class UI:
             self._asking = None
         return got[0]
 
+    async def enter(self, name, size, timeout_ms, field="digits", value="", **fields):
+        """Digits typed on the keypad into `field` of screen `name` (Delete
+        takes one back) until OK with `size` of them: returns the digits, or
+        None on Cancel or when no key came for timeout_ms. `value`: digits
+        already known (read from a meter) to confirm or edit. Every key is
+        handled in the key task as it comes, so fast typing loses none."""
+        typed = [value]
+        done = []
+        ev = asyncio.Event()
+        keys = [0]
+
+        def key(k):
+            v = typed[0]
+            if k == keypad.CANCEL:
+                done.append(None)
+            elif k == keypad.OK and len(v) == size:
+                done.append(v)
+            elif k == keypad.DELETE and v:
+                typed[0] = v[:-1]
+            elif len(k) == 1 and "0" <= k <= "9" and len(v) < size:
+                typed[0] = v + k
+            else:
+                return False
+            keys[0] += 1
+            if done:
+                ev.set()
+            else:
+                fields[field] = typed[0]
+                self.show(name, **fields)
+            return True
+
+        fields[field] = value
+        self.show(name, **fields)
+        self._entry = key
+        try:
+            while not done:
+                seen = keys[0]
+                try:
+                    await asyncio.wait_for_ms(ev.wait(), timeout_ms)
+                except asyncio.TimeoutError:
+                    if keys[0] == seen:
+                        return None  # nobody is typing
+        finally:
+            self._entry = None
+        return done[0]
+
     def key(self, k):
         """One key press -> whoever the screen is showing."""
         if k == keypad.LANG:
             self.toggle_lang()
             return True
+        if self._entry is not None:
+            return self._entry(k)
         asking = self._asking
         if asking is not None:
             if k in asking[0] and not asking[1].is_set():

@@ -65,8 +65,21 @@ class BadCardData(CardError):
     """A file's bytes break the profile (type, BCD, length)."""
 
 
+class PinWrong(CardError):
+    """63Cx: the card refused the PIN; `tries` are left before it blocks."""
+
+    def __init__(self, tries):
+        super().__init__("PIN wrong, %d tries left" % tries)
+        self.tries = tries
+
+
+class PinBlocked(CardError):
+    """6983: the card blocked its PIN (too many wrong); only the office unblocks it."""
+
+
 _SW_ERRORS = {0x6A82: FileNotFound, 0x6982: SecurityNotSatisfied, 0x6988: MacWrong,
               0x6B00: Unissued, 0x6D00: UnknownInstruction}
+_SW_PIN_BLOCKED = const(0x6983)
 
 
 def check_sw(sw, what=""):
@@ -157,6 +170,20 @@ class UserCard:
                 raise BadCardData(str(e))
         self.info = info
         return info
+
+    async def verify_pin(self, pin):
+        """VERIFY 00 20 00 01 06 PIN: the card checks a technician's PIN
+        itself (the terminal holds none). pin: 6 digits (str). Returns on
+        9000; raises PinWrong (.tries left), PinBlocked, or the status
+        word's error."""
+        if not isinstance(pin, str) or len(pin) != 6 or not pin.isdigit():
+            raise ValueError("a PIN is 6 digits")
+        _, sw = await self._reader.transmit(b"\x00\x20\x00\x01\x06" + pin.encode())
+        if sw >> 4 == 0x63C:
+            raise PinWrong(sw & 0x0F)
+        if sw == _SW_PIN_BLOCKED:
+            raise PinBlocked("technician card blocked: PIN entered wrong too often")
+        check_sw(sw, "verify PIN")
 
     async def write_file(self, sfi, data, what):
         """UPDATE BINARY with secure messaging: GET CHALLENGE, then

@@ -98,7 +98,7 @@ def test_card_key_gives_the_card_sim_command(key, card_type, extra):
 
 
 def test_card_keys_stay_clear_of_the_terminals_keys():
-    ours = set(building.CARD_KEYS) | {"m", "u", "h"}
+    ours = set(building.CARD_KEYS) | {"m", "u", "h", "n", "N", "a"}
     assert not ours & set("0123456789cClL*#")
     for key, (_, label) in building.CARD_KEYS.items():
         assert "%s %s" % (key, label.replace(" ", "-")) in building.HINT
@@ -130,7 +130,7 @@ def test_card_sim_takes_every_command(monkeypatch):
     monkeypatch.setattr(card_sim, "T0Sim", FakeT0)
     for kind, _ in building.CARD_KEYS.values():
         assert card_sim.main(building.card_command(kind, METER, 5, "127.0.0.1:7816")[2:]) == 0
-    assert [m["pull_after"] for m in made] == [None] * 5 + [building.PULL_EARLY]
+    assert [m["pull_after"] for m in made] == [None] * 5 + [building.PULL_EARLY, None]
     assert {m["port"] for m in made} == {7816}
 
 
@@ -365,3 +365,90 @@ def test_make_run_once_polls_every_meter_and_exits():
                        capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert p.returncode == 0, p.stderr
     assert "000000000012" in p.stdout
+
+
+def test_technician_card_key_and_meter_swap(tmp_path):
+    """`t` inserts a technician card with the hint's PIN; `N` swaps the
+    selected meter in the simulator and puts the office's key package for
+    the new meter in the terminal's inbox."""
+    o = _opts(building.card_command("technician", METER, 1, "127.0.0.1:7816"))
+    assert (o["--type"], o["--customer"], o["--pin"]) == ("technician", building.TECH_ID,
+                                                           building.TECH_PIN)
+    assert building.TECH_PIN in building.HINT
+    srv, got, t = _control_server([{"ok": True}])
+    said = []
+    cards = building.Cards([dict(METER)], "tcp:127.0.0.1:%d" % srv.getsockname()[1],
+                           "127.0.0.1:7816", str(tmp_path / "c.log"), said.append,
+                           str(tmp_path / "inbox"))
+    try:
+        assert cards.key("N")
+        t.join(5)
+    finally:
+        srv.close()
+    assert got == [{"cmd": "replace", "address": "000000000004",
+                    "new_address": "000000000904", "key": building.OTHER_BATCH_KM}]
+    assert cards.meters[0]["address"] == "000000000904"
+    sealed = bytes.fromhex((tmp_path / "inbox" / "000000000904.key").read_text())
+    import keystore
+    ks = keystore.KeyStore("000000000099", bytes(range(1, 17)), bytes(range(2, 18)),
+                           bytes.fromhex(building.DEV_TRANSPORT))
+    assert ks.open_sealed(sealed) == ("000000000904", bytes.fromhex(building.OTHER_BATCH_KM))
+    assert "swapped for new meter 000000000904" in said[-1]
+
+
+def _wait_from(t, pattern, pos, timeout=120):
+    """Like _Pty.wait_for, but only output after `pos`; -> the new position."""
+    deadline = time.monotonic() + timeout
+    while True:
+        i = t.out.find(pattern, pos)
+        if i >= 0:
+            return i + len(pattern)
+        left = deadline - time.monotonic()
+        assert left > 0, "no %r in:\n%s" % (pattern, t.out[pos:][-3000:].decode(errors="replace"))
+        r, _, _ = select.select([t.m], [], [], min(left, 1))
+        if r:
+            try:
+                t.out += os.read(t.m, 65536)
+            except OSError:
+                pass
+        elif t.proc.poll() is not None:
+            raise AssertionError("building.py exited before %r" % pattern)
+
+
+def test_make_run_readme_walk_through_re_registers_a_meter(tmp_path):
+    """README "Re-registering a replaced meter", key by key, on `make run`:
+    marked replaced, the resident refused, the meter swapped, re-registered
+    (address typed, meter number read from the bus, derived keys), refused
+    until opened at the meter, then credited."""
+    t = _Pty([sys.executable, os.path.join(ROOT, "tools", "building.py"),
+              "--slot", "127.0.0.1:%d" % free_port(), "--card-log", str(tmp_path / "c.log")])
+    steps = [
+        (b"card keys insert cards for meter 000000000001", b""),
+        # 1. mark meter 1 replaced
+        (None, b"t"), (b"screen: tech_pin", b"246810\r"), (b"screen: tech_menu", b"1"),
+        (b"screen: tech_customer", b"100000000001\r"), (b"screen: tech_mark_confirm", b"\r"),
+        (b"screen: tech_marked", b"u"), (b"screen: idle", b"p"),
+        # 2. the resident is refused
+        (b"screen: meter_replaced", b"u"), (b"screen: idle", b"n"),
+        # 3. the new meter, 4. re-registered
+        (b"swapped for new meter 000000000901", b"t"), (b"screen: tech_pin", b"246810\r"),
+        (b"screen: tech_menu", b"2"), (b"screen: tech_customer", b"100000000001\r"),
+        (b"screen: tech_address", b"000000000901\r"), (b"screen: tech_meter_number", b"\r"),
+        (b"screen: tech_key_kind", b"1"), (b"screen: tech_confirm", b"\r"),
+        (b"screen: tech_done", b"u"),
+        # 5. refused until opened at the meter, then credited
+        (b"screen: idle", b"p"), (b"screen: card_info", b"\r"),
+        (b"screen: meter_not_opened", b"u"), (b"screen: idle", b"a"),
+        (b"account opened", b"p"), (b"screen: card_info", b"\r"), (b"screen: success", b"u"),
+    ]
+    pos = 0
+    try:
+        for wait, keys in steps:
+            if wait:
+                pos = _wait_from(t, wait, pos)
+            if keys:
+                os.write(t.m, keys)
+        os.write(t.m, b"\x03")
+        assert t.proc.wait(60) == 0
+    finally:
+        t.close()

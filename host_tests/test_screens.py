@@ -225,7 +225,9 @@ _num = st.text("0123456789", min_size=12, max_size=12)
 @given(name=st.sampled_from(screens.names()), lang=st.sampled_from(messages.LANGS),
        amount=_money, balance=_money, customer=_num, meter=_num,
        digits=st.text("0123456789", max_size=12), percent=st.integers(0, 100),
-       terminal=_num, version=st.from_regex(r"\A[0-9]{1,4}(\.[0-9]{1,3}){0,2}\Z"),
+       pin=st.text("0123456789", max_size=6), tries=st.integers(0, 99),
+       minutes=st.integers(0, 99), terminal=_num,
+       version=st.from_regex(r"\A[0-9]{1,4}(\.[0-9]{1,3}){0,2}\Z"),
        time=st.tuples(st.integers(2000, 2099), st.integers(1, 12), st.integers(1, 31),
                       st.integers(0, 23), st.integers(0, 59)))
 def test_any_valid_values_fit(name, lang, **values):

@@ -55,6 +55,8 @@ def test_help_is_not_an_error():
     (["--card-slot", "tcp:127.0.0.1:7", "--keys", "k"], ["--state DIR"]),
     (["--frobnicate"], ["unknown option --frobnicate"]),
     (["--display", "tv", "--bus", "tcp:127.0.0.1:1", "--meters", "m"], ["console or none"]),
+    (["--keypad", "usb", "--bus", "tcp:127.0.0.1:1", "--meters", "m"], ["--keypad is stdin"]),
+    (["--inbox"], ["--inbox needs a value"]),
 ])
 def test_bad_command_lines(args, words):
     one_line_error(*run(*args), *words)

@@ -202,7 +202,9 @@ class Rig:
                  mitm=False, display=True, torn=1, interval=5, tmpdir=None, clock=CLOCK,
                  mpy=None, blocks=64, heap=HEAP):
         self.meter_states = meters
-        self.sim = MeterSim(meters=meters, baud=baud, reply_delay_ms=reply_delay_ms)
+        self.sim = MeterSim(meters=[{k: v for k, v in m.items()  # the record's, not the meter's
+                                     if k not in ("record_customer", "record_state")}
+                                    for m in meters], baud=baud, reply_delay_ms=reply_delay_ms)
         self.baud = baud
         self.poll = poll
         self.mode = mode
@@ -214,6 +216,7 @@ class Rig:
         self.mpy = mpy
         self.blocks = blocks
         self.heap = heap
+        self.extra = {}  # more harness setup, set before `with` (technician: keypad, inbox)
         self.interval = interval
         self.term = None
         self.slot = None
@@ -234,14 +237,14 @@ class Rig:
         seed = [{"address": m["address"], "meter_number": m["address"],
                  "customer": m.get("record_customer", m["customer"]),
                  "state": m.get("record_state", "active")} for m in self.meter_states]
-        self.term = Terminal(mpy=self.mpy, heap=self.heap, setup={
-                              "bus": bus, "baud": self.baud, "slot": self.slot, "seed": seed,
-                              "poll": [m["address"] for m in self.meter_states]
-                              if self.poll else [], "interval": self.interval,
-                              "mode": self.mode, "torn": self.torn, "display": self.display,
-                              "clock": self.clock, "flash": self.image,
-                              "blocks": self.blocks,
-                              "image": self.image, "mk_m": MK_M, "terminal_id": TERMINAL})
+        setup = dict(self.extra)
+        setup.update({"bus": bus, "baud": self.baud, "slot": self.slot, "seed": seed,
+                      "poll": [m["address"] for m in self.meter_states]
+                      if self.poll else [], "interval": self.interval,
+                      "mode": self.mode, "torn": self.torn, "display": self.display,
+                      "clock": self.clock, "flash": self.image, "blocks": self.blocks,
+                      "image": self.image, "mk_m": MK_M, "terminal_id": TERMINAL})
+        self.term = Terminal(mpy=self.mpy, heap=self.heap, setup=setup)
         for m in self.meter_states:
             st = self.sim.meter(m["address"])
             self.initial[m["address"]] = (st["balance"], st["count"])

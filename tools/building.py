@@ -16,6 +16,10 @@ keys that the terminal does not use insert simulated cards into its slot
   o  opening card    r  reissued card
   x  a clone (fails internal authenticate)   f  a forged purse (bad sale MAC)
   e  a card pulled out early, in the middle of the read
+  t  a technician card (technician 900000000001, PIN 246810; type it, Enter)
+  n  swap the selected meter for a new one of the same key batch (0000000009xx)
+  N  swap it for a meter of another batch, its key package put in the inbox
+  a  the resident's card at the meter: opens a new meter's account
   u  pull the card now      m  next meter      h  this list again
 
 Ctrl-C stops everything. Without a terminal (output piped), the terminal
@@ -41,31 +45,40 @@ CARD_SLOT = "127.0.0.1:7816"
 DEV_MK_C = "fedcba98765432100123456789abcdef"  # the profile's test vector key
 AMOUNT = 10000  # fen on a simulated purchase card: 100.00 yuan
 HOLD_S = 30  # a card stays in the slot this long unless pulled (u) or replaced
+TECH_HOLD_S = 600  # a technician takes longer
+TECH_ID, TECH_PIN = "900000000001", "246810"  # the simulated technician card
+DEV_TRANSPORT = "0f0e0d0c0b0a09080706050403020100"  # the dev key store's K_t (packages)
+OTHER_BATCH_KM = "5a5a5a5aa5a5a5a5f0f0f0f00f0f0f0f"  # K_m of a "meter of another batch"
 PULL_EARLY = 60  # bytes on the line before the "pulled early" card leaves
 
 # key -> (card kind, what the key help says)
 CARD_KEYS = {
     "p": ("purchase", "purchase"),
-    "o": ("opening", "opening"),
-    "r": ("reissued", "reissued"),
+    "o": ("opening", "open"),
+    "r": ("reissued", "reissue"),
     "x": ("clone", "clone"),
-    "f": ("forged", "forged"),
-    "e": ("pulled", "pulled early"),
+    "f": ("forged", "forge"),
+    "e": ("pulled", "early"),
+    "t": ("technician", "tech:" + TECH_PIN),
 }
-HINT = "p purchase o opening r reissued x clone f forged e pulled-early u pull m meter"
+HINT = "p purchase o open r reissue x clone f forge e early t tech:%s u pull m next" % TECH_PIN
+HINT_MORE = "n/N new meter (same/other key batch)  a card at the meter  h help"
 
 
 class Usage(Exception):
     """A command line or meters file this cannot run with: one line, exit 2."""
 
 
-def dev_keystore():
-    """build/dev-keystore.bin with the profile's test keys, made once."""
-    path = os.path.join(ROOT, "build", "dev-keystore.bin")
+def dev_keystore(path=None):
+    """A key store with the profile's test keys and a fixed development
+    transport key (for key packages), made once: build/dev-keystore.bin, or
+    `path` (the run's own, where re-registration adds meter keys)."""
+    path = path or os.path.join(ROOT, "build", "dev-keystore.bin")
     if not os.path.exists(path):
         os.makedirs(os.path.dirname(path), exist_ok=True)
         subprocess.check_call([sys.executable, os.path.join(ROOT, "tools", "make_keystore.py"),
-                               "create", "--dev", path], stdout=subprocess.DEVNULL)
+                               "create", "--dev", "--transport", DEV_TRANSPORT, path],
+                              stdout=subprocess.DEVNULL)
     return path
 
 
@@ -114,8 +127,13 @@ def parse_args(argv):
 def card_command(kind, meter, count, slot=CARD_SLOT, amount=AMOUNT):
     """The card_sim.py command line that inserts a card of `kind` for `meter`
     (a building.json entry) carrying purchase count `count`."""
-    if kind not in ("purchase", "opening", "reissued", "clone", "forged", "pulled"):
+    if kind not in ("purchase", "opening", "reissued", "clone", "forged", "pulled",
+                    "technician"):
         raise ValueError("unknown card kind %r" % kind)
+    if kind == "technician":
+        return [sys.executable, CARD_SIM, "t0", "--connect", slot, "--mk-c", DEV_MK_C,
+                "--serial", "7700000000000001", "--type", "technician", "--customer", TECH_ID,
+                "--pin", TECH_PIN, "--hold", str(TECH_HOLD_S)]
     address = meter["address"]
     cmd = [sys.executable, CARD_SIM, "t0", "--connect", slot, "--mk-c", DEV_MK_C,
            "--serial", "8800" + address,
@@ -146,8 +164,9 @@ def meter_count(control, address, timeout=3):
 class Cards:
     """The card keys' state: the meter selected, the card in the slot."""
 
-    def __init__(self, meters, control, slot, log_path, say):
+    def __init__(self, meters, control, slot, log_path, say, inbox=None):
         self.meters = meters
+        self.inbox = inbox  # the terminal's key package folder
         self.control = control
         self.slot = slot
         self.log_path = log_path
@@ -168,8 +187,17 @@ class Cards:
         elif ch == "u":
             if self.pull():
                 self.say("building: card pulled")
+        elif ch in ("n", "N"):
+            self.swap(ch == "N")
+        elif ch == "a":
+            m = self.meters[self.index]
+            ok = simulator(self.control, "card_at_meter", address=m["address"],
+                           customer=m.get("customer"))
+            self.say("building: card at meter %s: %s" % (
+                m["address"], "account opened" if ok else "the simulator did not answer"))
         elif ch == "h":
             self.say("building: " + HINT)
+            self.say("building: " + HINT_MORE)
         else:
             return False
         return True
@@ -203,12 +231,53 @@ class Cards:
             log.flush()
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
+        if kind == "technician":
+            self.say("building: card %d in: technician %s, type the PIN %s and Enter"
+                     % (self.n, TECH_ID, TECH_PIN))
+            return
         self.say("building: card %d in: %s, meter %s, count %d, %d.%02d yuan%s"
                  % (self.n, CARD_KEYS_LABEL[kind], m["address"], count + 1,
                     AMOUNT // 100, AMOUNT % 100, note))
 
+    def swap(self, other_batch):
+        """The selected meter replaced by a new one on the bus (the
+        simulator's `replace`); for another batch, the office's key package
+        (tools/work_order.py) lands in the terminal's inbox."""
+        m = self.meters[self.index]
+        new = "0000000009" + m["address"][-2:]
+        key = OTHER_BATCH_KM if other_batch else None
+        if new == m["address"] or not simulator(self.control, "replace", address=m["address"],
+                                                 new_address=new, key=key):
+            self.say("building: meter %s not swapped (already new?)" % m["address"])
+            return
+        old, m["address"] = m["address"], new
+        note = "same key batch"
+        if other_batch and self.inbox:
+            os.makedirs(self.inbox, exist_ok=True)
+            r = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "work_order.py"),
+                                "package", "--meter", new, "--keys", "-", "--out", self.inbox],
+                               input=json.dumps({"km": OTHER_BATCH_KM,
+                                                 "transport": DEV_TRANSPORT}),
+                               text=True, capture_output=True, check=False)
+            note = "another batch, package %s/%s.key" % (os.path.relpath(self.inbox), new)
+            if r.returncode:
+                note = "another batch, no package: " + r.stderr.strip()
+        self.say("building: meter %s swapped for new meter %s (%s), not opened"
+                 % (old, new, note))
+
     def close(self):
         self.pull()
+
+
+def simulator(control, cmd, **kw):
+    """One command to the meter simulator's control port; True if it did it."""
+    _, host, port = control.split(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=3) as s:
+            s.sendall(json.dumps(dict(kw, cmd=cmd)).encode() + b"\n")
+            return bool(json.loads(s.makefile("rb").readline()).get("ok"))
+    except (OSError, ValueError):
+        return False
 
 
 CARD_KEYS_LABEL = dict(CARD_KEYS.values())  # kind -> label
@@ -346,7 +415,7 @@ def _on_pty(cmd, cards, hint_fallback):
     fin, fout = sys.stdin.fileno(), sys.stdout.fileno()
     saved = termios.tcgetattr(fin)
     track = OutTracker()
-    keys = KeyFilter(set(CARD_KEYS) | {"m", "u", "h"})
+    keys = KeyFilter(set(CARD_KEYS) | {"m", "u", "h", "n", "N", "a"})
     pending = [hint_fallback] if hint_fallback else []
     m = cards.meters[cards.index]
     pending.append("building: card keys insert cards for meter %s (m: the next meter);"
@@ -432,14 +501,17 @@ def main(argv):
     try:
         print("building: %d meters on %s (simulator control on %s)"
               % (len(meters), info["bus"], info["control"]), flush=True)
-        slot = [] if "--once" in argv else ["--card-slot", "tcp:" + opts["slot"],
-                                             "--keystore", dev_keystore()]
+        slot = [] if "--once" in argv else ["--card-slot", "tcp:" + opts["slot"]]
+        keys = None
         if slot and "--state" not in argv and terminal_takes("--state"):
-            # The terminal's flash, new each run: the simulated building starts
-            # afresh from the meters file every time too.
+            # The terminal's flash and key store, new each run: the simulated
+            # building starts afresh from the meters file every time too.
             os.makedirs(os.path.join(ROOT, "build"), exist_ok=True)
             state = tempfile.mkdtemp(prefix="terminal-state-", dir=os.path.join(ROOT, "build"))
             slot += ["--state", state]
+            keys = os.path.join(state, "keystore.bin")
+        if slot:
+            slot += ["--keystore", dev_keystore(keys)]
         cmd = [MICROPYTHON, TERMINAL, "--bus", info["bus"], "--meters", opts["meters"],
                "--baud", str(baud)] + slot + argv
         interactive = slot and sys.stdin.isatty() and sys.stdout.isatty()
@@ -453,7 +525,8 @@ def main(argv):
                 return subprocess.call(cmd)
             except KeyboardInterrupt:
                 return 0
-        cards = Cards(meters, info["control"], opts["slot"], opts["card-log"], None)
+        cards = Cards(meters, info["control"], opts["slot"], opts["card-log"], None,
+                      os.path.join(state, "inbox") if state else None)
         hint_fallback = None
         if terminal_takes("--hint"):
             cmd += ["--hint", HINT]

@@ -23,6 +23,10 @@ SW_UNKNOWN_INS = b"\x6d\x00"
 SW_WRONG_LENGTH = b"\x67\x00"
 SW_WRONG_P1P2 = b"\x6a\x86"
 SW_CLA = b"\x6e\x00"
+SW_PIN_BLOCKED = b"\x69\x83"
+SW_NO_PIN = b"\x6a\x88"  # referenced data (the PIN) not found
+
+PIN_TRIES = 3  # wrong PINs before a technician card blocks itself
 
 # A plain T=0 ATR: TS 3B, T0 with TC1/TD1... kept minimal: direct convention,
 # no interface bytes, 6 historical bytes "PPCARD".
@@ -67,10 +71,15 @@ class Card:
         self._pending = b""  # data waiting for GET RESPONSE
         self.log = []  # command headers seen, for tests
         self.refuse_mac = False  # fault: answer 6988 to every secure write
+        # A technician card's PIN (6 ASCII digits) and the tries left; the
+        # card checks it itself (VERIFY) and blocks after PIN_TRIES wrong ones.
+        self.pin = None
+        self.pin_tries = PIN_TRIES
 
     # -- construction helpers (what the sales office would do) --
     @classmethod
-    def issued(cls, mk_c, serial, card_type, meter, customer, amount, count, key=None):
+    def issued(cls, mk_c, serial, card_type, meter, customer, amount, count, key=None,
+               pin=None):
         serial = bytes(serial)
         kc = kdf(mk_c, serial)
         param = cf.pack_param(card_type, meter, customer)
@@ -78,8 +87,26 @@ class Card:
             purse = bytes(cf.PURSE_LEN)
         else:
             purse = cf.pack_purse(amount, count, mac(kc, cf.sale_mac_input(param, amount, count)))
-        return cls(serial, key or kc, {cf.SFI_PARAM: param, cf.SFI_PURSE: purse,
+        card = cls(serial, key or kc, {cf.SFI_PARAM: param, cf.SFI_PURSE: purse,
                                        cf.SFI_RETURN: bytes(cf.RETURN_LEN)})
+        if pin is not None:
+            card.set_pin(pin)
+        return card
+
+    @classmethod
+    def technician(cls, mk_c, serial, tech_id, pin, key=None):
+        """A technician card: type 04, meter 000000000000, the technician's
+        12-digit id in the customer field, an all-zero purse, a PIN."""
+        return cls.issued(mk_c, serial, cf.TECHNICIAN, "000000000000", tech_id, 0, 0,
+                          key=key, pin=pin)
+
+    def set_pin(self, pin):
+        """The office sets (or unblocks with) a new PIN: 6 digits."""
+        pin = pin.encode() if isinstance(pin, str) else bytes(pin)
+        if len(pin) != 6 or not pin.isdigit():
+            raise ValueError("a PIN is 6 digits")
+        self.pin = pin
+        self.pin_tries = PIN_TRIES
 
     @classmethod
     def blank(cls, mk_c, serial):
@@ -118,13 +145,17 @@ class Card:
             return self._get_response(p3)
         if ins == 0xD6:
             return self._update(cmd[:5], p1, data, cla)
+        if ins == 0x20 and cla == 0:
+            return self._verify(p2, data)
+        if ins == 0x2C and cla == 4:
+            return self._reset_pin(cmd[:5], p2, data)
         if cla not in (0, 4):
             return SW_CLA
         return SW_UNKNOWN_INS
 
     def expected_in(self, ins):
         """T=0: does this instruction carry data to the card (P3 = Lc)?"""
-        return ins in (0xA4, 0x88, 0xD6)
+        return ins in (0xA4, 0x88, 0xD6, 0x20, 0x2C)
 
     def _select(self, data):
         if data != b"\xdf\x01":
@@ -184,13 +215,55 @@ class Card:
         self.files[sfi] = body  # one assignment: the write is atomic
         return SW_OK
 
+    def _verify(self, p2, pin):
+        """VERIFY 00 20 00 01 06 PIN: 9000, 63Cx (x tries left), 6983 blocked."""
+        if p2 != 1:
+            return SW_WRONG_P1P2
+        if self.pin is None:
+            return SW_NO_PIN
+        if self.pin_tries <= 0:
+            return SW_PIN_BLOCKED
+        if len(pin) != 6:
+            return SW_WRONG_LENGTH
+        if pin != self.pin:
+            self.pin_tries -= 1
+            return bytes((0x63, 0xC0 | self.pin_tries))
+        self.pin_tries = PIN_TRIES
+        return SW_OK
+
+    def _reset_pin(self, hdr, p2, data):
+        """The office's RESET RETRY COUNTER with a new PIN, under secure
+        messaging (our extension of the profile, like the file writes):
+        GET CHALLENGE, then 04 2C 00 01 0A PIN(6) M(4), M = MAC(K_c, RC ||
+        header || PIN). Sets the PIN and its tries; unblocks a blocked card."""
+        rc, self._challenge = self._challenge, None
+        if p2 != 1:
+            return SW_WRONG_P1P2
+        if len(data) != 10:
+            return SW_WRONG_LENGTH
+        pin, m = data[:6], data[6:]
+        if rc is None or mac(self._key, rc + hdr + pin) != m:
+            return SW_MAC
+        if not pin.isdigit():
+            return SW_WRONG_P1P2
+        self.pin, self.pin_tries = bytes(pin), PIN_TRIES
+        return SW_OK
+
     # -- persistence for the CLI --
     def to_json(self):
-        return {"serial": self.serial.hex(), "key": self._key.hex(), "atr": self.atr.hex(),
-                "files": {str(k): v.hex() for k, v in self.files.items()}}
+        d = {"serial": self.serial.hex(), "key": self._key.hex(), "atr": self.atr.hex(),
+             "files": {str(k): v.hex() for k, v in self.files.items()}}
+        if self.pin is not None:
+            d["pin"] = self.pin.decode()
+            d["pin_tries"] = self.pin_tries
+        return d
 
     @classmethod
     def from_json(cls, d):
         files = {int(k): bytes.fromhex(v) for k, v in d.get("files", {}).items()}
-        return cls(bytes.fromhex(d["serial"]), bytes.fromhex(d["key"]), files,
+        card = cls(bytes.fromhex(d["serial"]), bytes.fromhex(d["key"]), files,
                    bytes.fromhex(d.get("atr", ATR.hex())))
+        if d.get("pin") is not None:
+            card.set_pin(d["pin"])
+            card.pin_tries = int(d.get("pin_tries", PIN_TRIES))
+        return card

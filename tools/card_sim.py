@@ -17,6 +17,8 @@ Examples:
   card_sim.py t0 --connect 127.0.0.1:7816 --mk-c HEX --serial 8800000000000001 \\
       --type purchase --meter 000000000001 --customer 112233445566 \\
       --amount 10000 --count 2
+  card_sim.py t0 --mk-c HEX --type technician --customer 900000000001 --pin 246810
+      (a technician card: id 900000000001; VERIFY tries persist with --save)
   card_sim.py vpcd --card card.json --save card.json
   card_sim.py t0 --mk-c HEX --atr 3b8640ff505043415244 --t0-fault mute
       (WI 255: 25.5 s per byte, and never an answer)
@@ -244,6 +246,10 @@ def card_from_args(a):
         else:
             card = card_model.Card.issued(mk, serial, _TYPES[a.type], a.meter, a.customer,
                                           a.amount, a.count)
+        if a.type == "technician":  # the customer field holds the technician's id
+            if not a.pin:
+                raise SystemExit("card_sim: a technician card needs --pin (6 digits)")
+            card = card_model.Card.technician(mk, serial, a.customer, a.pin)
     if a.fault == "clone":
         card._key = os.urandom(16)
     elif a.fault == "forged":
@@ -323,6 +329,8 @@ def main(argv=None):
     p.add_argument("--customer", default="112233445566")
     p.add_argument("--amount", type=int, default=10000, help="fen")
     p.add_argument("--count", type=int, default=1)
+    p.add_argument("--pin", help="technician card: its PIN, 6 digits (a simulator's;"
+                                 " a real card's PIN is set by card_tool.py pin)")
     p.add_argument("--fault", choices=("clone", "forged", "garbage-atr", "unissued", "wrong-mac"))
     p.add_argument("--t0-fault", choices=T0_FAULTS, help="t0: a hostile card (see _misbehave)")
     p.add_argument("--atr", help="t0: answer to reset (hex), e.g. 3b8640ff505043415244 (TC2=FF)")

@@ -26,6 +26,13 @@ A lost card: issue a blank card as `--type reissued` (for a never-opened
 meter: `--type opening`) with --count set to the customer's last purchase
 count.
 
+A technician card (technician mode at the terminals: re-registering a
+replaced meter): issue it with the technician's 12-digit id, then set its
+PIN, typed on stdin (never on the command line); `pin` also unblocks a card
+blocked by three wrong PINs:
+       card_tool.py --key-file mkc.hex issue --type technician --customer 900000000001
+       card_tool.py --key-file mkc.hex pin        (then type 6 digits, Enter)
+
 Without hardware: `tools/pcsc_env.py` runs pcscd with a virtual reader and
 `tools/card_sim.py vpcd --mk-c HEX --fault unissued` puts a blank card in it.
 Exit status: 0 done, 1 the card or the reader refused, 2 bad usage.
@@ -39,7 +46,9 @@ import hostpath  # noqa: F401
 import card_model  # noqa: E402  (host SM4 through OpenSSL; puts firmware/ on the path)
 import card_files as cf  # noqa: E402
 
-_TYPES = {"opening": cf.OPENING, "purchase": cf.PURCHASE, "reissued": cf.REISSUED}
+_TYPES = {"opening": cf.OPENING, "purchase": cf.PURCHASE, "reissued": cf.REISSUED,
+          "technician": cf.TECHNICIAN}
+_NO_METER = "000000000000"  # a technician card's meter number
 _SW_TEXT = {0x6A82: "file not found", 0x6982: "security status not satisfied",
             0x6988: "MAC refused", 0x6B00: "unissued card", 0x6D00: "unknown instruction"}
 
@@ -207,6 +216,10 @@ class Office:
                             % self.serial.hex())
         param = cf.pack_param(card_type, meter, customer)
         self.write(cf.SFI_PARAM, param, "parameter")
+        if card_type == cf.TECHNICIAN:  # no sale on it: the purse is all zeros
+            self.write(cf.SFI_PURSE, bytes(cf.PURSE_LEN), "purse")
+            return ["issued technician card %s: technician %s; now set its PIN (pin)"
+                    % (self.serial.hex(), customer)]
         self.write_purse(param, 0, count)
         return ["issued %s card %s: customer %s, meter %s, count %d"
                 % (cf.TYPE_NAMES[card_type], self.serial.hex(), customer, meter, count)]
@@ -218,6 +231,22 @@ class Office:
         if not self.check_purse(*got):
             raise ToolError("purse on card %s is FORGED (sale MAC S wrong)" % self.serial.hex())
         return got
+
+    def set_pin(self, pin):
+        """A technician card's PIN (6 digits), set or unblocked: RESET RETRY
+        COUNTER with secure messaging, 04 2C 00 01 0A PIN M,
+        M = MAC(K_c, RC || header || PIN) (our addition to the profile)."""
+        if len(pin) != 6 or not pin.isdigit():
+            raise ToolError("a PIN is 6 digits")
+        self.open()
+        got = self.issued()
+        if got is None or got[0][0] != cf.TECHNICIAN:
+            raise ToolError("card %s is not a technician card" % self.serial.hex())
+        rc = self.apdu(b"\x00\x84\x00\x00\x04", "get challenge")
+        hdr = b"\x04\x2c\x00\x01\x0a"
+        self.apdu(hdr + pin.encode() + card_model.mac(self._kc, rc + hdr + pin.encode()),
+                  "set PIN")
+        return ["PIN set on technician card %s (3 tries)" % self.serial.hex()]
 
     def returned(self):
         return cf.parse_return(self.read(cf.SFI_RETURN, cf.RETURN_LEN, "return"))
@@ -286,6 +315,18 @@ def _key(a):
     return key
 
 
+def _issue_meter(a):
+    """A technician card has meter 000000000000; every other card needs one.
+    -> what is wrong with the command line, or None."""
+    if a.type == "technician":
+        if a.meter not in (None, _NO_METER):
+            return "a technician card has no meter (leave out --meter)"
+        a.meter = _NO_METER
+    elif a.meter is None:
+        return "issue --type %s needs --meter (12 digits)" % a.type
+    return None
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="card_tool.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -297,8 +338,10 @@ def build_parser():
     sub = p.add_subparsers(dest="cmd", required=True)
     i = sub.add_parser("issue", help="issue a blank card to a customer and meter")
     i.add_argument("--type", choices=sorted(_TYPES), required=True)
-    i.add_argument("--meter", type=digits12, required=True, help="12-digit meter number")
-    i.add_argument("--customer", type=digits12, required=True, help="12-digit customer number")
+    i.add_argument("--meter", type=digits12, help="12-digit meter number (not on a "
+                   "technician card)")
+    i.add_argument("--customer", type=digits12, required=True,
+                   help="12-digit customer number (a technician card: the technician's id)")
     i.add_argument("--count", type=int, default=0, help="purchase count so far (reissue)")
     i.add_argument("--force", action="store_true", help="re-issue an issued card")
     s = sub.add_parser("sell", help="write a purchase onto the card (count + 1)")
@@ -307,11 +350,16 @@ def build_parser():
                    help="sell although the last purchase is unconfirmed")
     sub.add_parser("status", help="did the last purchase reach the meter? (exit 1 if not)")
     sub.add_parser("dump", help="show every file and check the card")
+    sub.add_parser("pin", help="set (or unblock) a technician card's PIN, read from stdin")
     return p
 
 
 def main(argv=None):
     a = build_parser().parse_args(argv)
+    bad = _issue_meter(a) if a.cmd == "issue" else None
+    if bad:
+        print("card_tool: %s" % bad, file=sys.stderr)
+        return 2
     card = None
     try:
         key = _key(a)
@@ -320,6 +368,8 @@ def main(argv=None):
         ok = True
         if a.cmd == "issue":
             lines = office.issue(_TYPES[a.type], a.meter, a.customer, a.count, a.force)
+        elif a.cmd == "pin":
+            lines = office.set_pin(sys.stdin.readline().strip())
         elif a.cmd == "sell":
             lines = office.sell(a.amount, a.force)
         elif a.cmd == "status":

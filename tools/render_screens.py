@@ -28,12 +28,14 @@ SAMPLE = {
     "amount": 10000, "balance": 15000, "customer": "112233445566",
     "meter": "000000000001", "digits": "00000000", "time": (2026, 11, 24, 20, 5),
     "percent": 60, "terminal": "000000000099", "version": "0.9.0",
+    "pin": "1234", "tries": 2, "minutes": 15,
 }
 # The widest values each field can take: every screen must fit with these.
 WORST = {
     "amount": -99999999, "balance": -99999999, "customer": "888888888888",
     "meter": "888888888888", "digits": "", "time": (2088, 12, 28, 20, 58),
     "percent": 100, "terminal": "888888888888", "version": "888.888.8888",
+    "pin": "", "tries": 88, "minutes": 88,
 }
 
 # When the top-up flow shows each screen (for the gallery).
@@ -68,9 +70,28 @@ WHEN = {
     "meter_auth_failed": "The meter failed key authentication: no credit sent.",
     "hoarding_limit": "The meter refused: balance would pass its hoarding limit.",
     "out_of_service": "The terminal cannot work (fault).",
-    "tech_meter_number": "Technician: enter the replacement meter's number.",
+    "tech_pin": "A technician card is in: its PIN, masked; the card checks it (VERIFY).",
+    "tech_pin_wrong": "The card refused the PIN; tries left before it blocks.",
+    "tech_locked": "Three wrong PINs at this terminal: technician mode locked 15 minutes.",
+    "tech_card_blocked": "The technician card blocked its PIN; the office unblocks it.",
+    "tech_menu": "Technician mode: mark a meter replaced, or register its new meter.",
+    "tech_customer": "Technician: the customer whose meter is concerned.",
+    "tech_mark_confirm": "Technician: confirm marking the customer's meter replaced.",
+    "tech_marked": "Marked: the customer's top-ups are refused until re-registration.",
+    "tech_address": "Technician: the new meter's bus address (read from the bus if it can).",
+    "tech_meter_number": "Technician: the new meter's number (read from the bus if it can).",
+    "tech_key_kind": "Technician: the new meter's keys: derived, or a sealed key package.",
     "tech_confirm": "Technician: confirm before saving.",
-    "tech_done": "Technician: saved.",
+    "tech_checking": "Identity authentication and a MAC-checked read-back of the new meter.",
+    "tech_done": "Technician: saved; the first purchase is made at the meter.",
+    "tech_auth_failed": "The new meter failed authentication under the keys: nothing saved.",
+    "tech_no_meter": "The new meter did not answer on the bus: nothing saved.",
+    "tech_package_missing": "No key package for the new meter in the terminal's inbox.",
+    "tech_package_bad": "The key package fails its MAC (forged or another terminal's).",
+    "tech_not_replaced": "Re-registration of a meter not marked replaced.",
+    "tech_meter_taken": "The new meter number belongs to another record here.",
+    "tech_no_customer": "The customer number is not one of this terminal's.",
+    "tech_not_saved": "The flash refused the re-registration: nothing half-saved.",
     # vendor: the factory self-test (firmware/selftest.py)
     "selftest_ready": "Vendor: `* * 0` on the idle or out-of-service screen.",
     "selftest_running": "Vendor: the self-test's checks are running.",

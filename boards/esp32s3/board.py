@@ -229,3 +229,10 @@ def config():
     """Settings for tools that run without main.py (the self-test over
     mpremote): none; this board's parts need no command line."""
     return {}
+
+
+def inbox(config=None):
+    """Key packages for re-registration (`<meter>.key`). No REPL on this
+    board: they are written here by the provisioning port (a board that
+    cannot start) or a future field port; see docs/production-board.md."""
+    return "/data/inbox"

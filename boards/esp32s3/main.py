@@ -101,7 +101,8 @@ def main():
         net = json.loads(storage.read_checked(NETWORK, 1024))
     except (storage.StorageError, OSError, ValueError):
         net = {"link": "eth"}
-    app.run(board, {"keystore": keys, "meters": meters, "seed": seed, "interval": 5,
+    app.run(board, {"keystore": keys, "keystore_path": KEYSTORE, "meters": meters,
+                    "seed": seed, "interval": 5,
                     "lang": "zh", "net": net})
 
 

@@ -107,6 +107,12 @@ def storage(config=None):
     return ""
 
 
+def inbox(config=None):
+    """Key packages for re-registration (`<meter>.key`), copied onto the
+    flash with mpremote (`mpremote fs cp 000000000123.key :/inbox/`)."""
+    return "/inbox"
+
+
 def clock():
     import time
     return time.localtime()

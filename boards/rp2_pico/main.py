@@ -2,6 +2,7 @@
 board runs (firmware/app.py), with its configuration from flash.
 
 /keys/keystore.bin   the provisioned key store (tools/make_keystore.py)
+/inbox/<meter>.key   key packages a technician brings for re-registration
 /config/meters.json  the meters this terminal manages, as on the unix board
                      (address, meter_number, customer, state): it seeds the
                      records on first boot, never overwriting one
@@ -41,8 +42,8 @@ def main():
         import selftest_ui
         asyncio.run(selftest_ui.offer(board, {}, "out_of_service"))
         return
-    app.run(board, {"keystore": keys, "meters": meters, "seed": seed, "interval": 5,
-                    "lang": "zh"})
+    app.run(board, {"keystore": keys, "keystore_path": KEYSTORE, "meters": meters,
+                    "seed": seed, "interval": 5, "lang": "zh"})
 
 
 main()

@@ -101,6 +101,13 @@ def config():
     return c
 
 
+def inbox(config):
+    """Where key packages for re-registration arrive (`<meter>.key`, the
+    sealed record as hex): --inbox DIR, by default <--state>/inbox."""
+    d = config.get("inbox") or (config.get("state") and config["state"] + "/inbox")
+    return d or None
+
+
 def clock():
     return time.localtime()
 

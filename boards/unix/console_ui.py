@@ -176,13 +176,14 @@ class Console:
     and log are printed as they come (screenshots still work).
     size=(columns, lines): for tests; by default the terminal's, at start()."""
 
-    def __init__(self, draw=True, screenshot_dir=None, out=None, size=None):
+    def __init__(self, draw=True, screenshot_dir=None, out=None, size=None, read_keys=None):
         import console_display
         import console_keys
         import keypad
         self.out = out if out is not None else sys.stdout
         self.drawing = draw
-        self._read_keys = draw  # stdin is the console's only when it is drawn on
+        # stdin is the console's only when it is drawn on (or asked: --keypad stdin)
+        self._read_keys = draw if read_keys is None else read_keys
         self.size = size
         self.mode = None
         self.display = console_display.ConsoleDisplay(
@@ -346,7 +347,8 @@ def start(opts):
     if mode not in ("console", "none"):
         raise ValueError("--display is console or none")
     shots = opts.get("screenshot")
-    if mode == "none" and not shots:
+    stdin_keys = opts.get("keypad") == "stdin"
+    if mode == "none" and not shots and not stdin_keys:
         return None
     if shots:
         import os
@@ -354,7 +356,8 @@ def start(opts):
             os.mkdir(shots)
         except OSError:
             pass  # exists (or is unusable: the first screenshot says so)
-    c = Console(draw=(mode == "console"), screenshot_dir=shots)
+    c = Console(draw=(mode == "console"), screenshot_dir=shots,
+                read_keys=True if stdin_keys else None)
     if opts.get("hint"):
         c.hint(opts["hint"])
     return c.start()

@@ -32,10 +32,13 @@ USAGE = """usage: micropython boards/unix/terminal.py --bus BUS --meters FILE [o
   --screenshot DIR                   save every screen pushed as a PNG
   --lang zh|en                       the screen's first language (zh)
   --hint TEXT                        a help line kept under the panel
-  --auto-ok                          answer OK to every question (tests, benchmarks)"""
+  --auto-ok                          answer OK to every question (tests, benchmarks)
+  --inbox DIR                        key packages for re-registration (<--state>/inbox)
+  --keypad stdin                     keys from stdin even without the panel (tests)"""
 
 _VALUED = ("--bus", "--meters", "--baud", "--interval", "--card-slot", "--keystore",
-           "--display", "--screenshot", "--lang", "--hint", "--state", "--keys")
+           "--display", "--screenshot", "--lang", "--hint", "--state", "--keys", "--inbox",
+           "--keypad")
 _STATES = ("active", "replaced", "awaiting_opening")
 _BAUDS = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 
@@ -51,7 +54,8 @@ class SetupError(Exception):
 def parse_args(argv):
     opts = {"bus": None, "meters": None, "once": False, "baud": "2400", "interval": "5",
             "card-slot": None, "keystore": None, "display": None, "screenshot": None,
-            "lang": "zh", "hint": None, "auto-ok": False, "state": None, "keys": None}
+            "lang": "zh", "hint": None, "auto-ok": False, "state": None, "keys": None,
+            "inbox": None, "keypad": None}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -69,6 +73,8 @@ def parse_args(argv):
         i += 1
     if opts["display"] not in (None, "console", "none"):
         raise UsageError("--display is console or none, not %r" % opts["display"])
+    if opts["keypad"] not in (None, "stdin"):
+        raise UsageError("--keypad is stdin, not %r" % opts["keypad"])
     if opts["lang"] not in ("zh", "en"):
         raise UsageError("--lang is zh or en, not %r" % opts["lang"])
     if opts["card-slot"] and not (opts["keystore"] or opts["keys"]):
@@ -217,6 +223,7 @@ def main(argv):
             config["meters"], config["seed"] = load_meters(opts["meters"])
         if opts["keystore"]:
             config["keystore"] = load_keystore(opts["keystore"])
+            config["keystore_path"] = opts["keystore"]  # re-registration saves keys there
         elif opts["keys"]:
             config["keystore"] = load_dev_keys(opts["keys"])
         run(board, config, opts)

@@ -22,6 +22,12 @@ First stdin line, the setup: {"bus": "tcp:H:P", "baud", "gap_ms", "slot":
 port, "seed": [...], "poll": [...], "interval", "blocks", "mode", "torn",
 "image": a host file for snapshots, "terminal_id", "mk_m", "mk_c", "k_t"}.
 
+Technician mode (issue 11): "keypad": true gives the board a key queue
+(command key {keys}); "keystore_path": the key store on the flash (saved
+there on first boot, loaded at every boot); "inbox": the key package
+folder (a host path). Command tech_state {customer, meter}: the
+customer's record, the key store's overrides and K_m of `meter` as stored.
+
 Commands (one reply event {"ev": "reply", "cmd": ...} each):
   boot {cut_after, torn}   power on: a new App on the flash as it is
   arm {after} / disarm     the power goes after that many more operations
@@ -119,7 +125,10 @@ class Board:
         return H.display
 
     def keys(self, config):
-        return None
+        return H.keys
+
+    def inbox(self, config):
+        return H.setup.get("inbox")
 
     def storage(self, config):
         return ROOT
@@ -150,6 +159,10 @@ class Harness:
         self.mounted = False
         self.peak = 0
         self.clock = tuple(setup.get("clock", CLOCK))
+        self.keys = None
+        if setup.get("keypad"):
+            import keypad
+            self.keys = keypad.KeyQueue()
         ks = setup
         self.keystore = KeyStore(ks.get("terminal_id", "000000000099"),
                                  bytes.fromhex(ks.get("mk_m", "0123456789abcdeffedcba9876543210")),
@@ -225,12 +238,20 @@ class Harness:
         self.slot = Slot("tcp:127.0.0.1:%d" % s["slot"], log=lambda t: None)
         config = {"meters": s.get("poll") or [], "seed": s.get("seed") or [],
                   "keystore": self.keystore, "auto_ok": True, "lang": "en",
+                  "keystore_path": s.get("keystore_path"),
                   "interval": s.get("interval", 5), "pulled_ms": 50,
                   "record_capacity": 40}
         self.up = True
         try:
             storage.mount(self.dev, ROOT)
             self.mounted = True
+            path = s.get("keystore_path")
+            if path:  # a board loads its key store from flash at every boot
+                try:
+                    os.stat(path)
+                except OSError:
+                    self.keystore.save(path)  # provisioned: the first boot
+                config["keystore"] = KeyStore.load(path)
             self.app = app.App(Board(), config)
             await self.app.start()
         except Exception as e:  # noqa: BLE001 - a cut during the boot, or a boot failure
@@ -272,6 +293,20 @@ class Harness:
                             "written_back": e.written_back} for e in entries[:3]]
             del entries
             out["next_seq"] = j.next_seq
+        return out
+
+    def tech_state(self, customer, meter):
+        a = self.app
+        rec = a.records.by_customer(customer)
+        out = {"record": None if rec is None else {
+            "meter": rec.meter, "state": rec.state, "key": rec.key, "address": rec.address},
+            "old_record": a.records.get(meter) is not None}
+        ks = KeyStore.load(self.setup["keystore_path"])
+        out["overrides"] = ks.overrides()
+        out["km"] = ks.meter_key(meter).hex()
+        out["pending"] = [n for n in os.listdir(ROOT + "/tech") if n.startswith("pending")] \
+            if "tech" in os.listdir(ROOT) else []
+        out["files"] = os.listdir(ROOT)
         return out
 
     def journal_all(self):
@@ -399,6 +434,11 @@ async def main():
                     H.dev.cut_after = None
             elif cmd == "status":
                 out = H.status()
+            elif cmd == "key":
+                for k in req["keys"]:
+                    H.keys.put_nowait(k)
+            elif cmd == "tech_state":
+                out = H.tech_state(req["customer"], req["meter"])
             elif cmd == "journal":
                 out["n"] = H.journal_all()
             elif cmd == "snapshot":
