@@ -1,0 +1,85 @@
+"""The MQTT side of a head-end worker (paho-mqtt): a persistent session
+(clean session false) on the shared subscription, QoS 1, and manual
+acknowledgement: a report is acknowledged only after its row is committed,
+so a worker killed mid-store leaves it with the broker, which hands it to
+the next session (or the other worker). Several workers on
+`$share/headend/terminals/+/#` each get a share; the database's primary key
+stores a redelivered report once."""
+import sys
+import threading
+import time
+
+import paho.mqtt.client as mqtt
+
+TOPIC = "$share/headend/terminals/+/#"
+
+
+def parse_mqtt(text):
+    """'tcp:HOST:PORT' -> (host, port), or ValueError saying what is wrong."""
+    kind, _, rest = text.partition(":")
+    host, _, port = rest.rpartition(":")
+    if kind != "tcp" or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError("--mqtt wants tcp:HOST:PORT, got %r" % text)
+    return host, int(port)
+
+
+class Worker:
+    def __init__(self, ingest, host, port, client_id, topic=TOPIC, log=sys.stderr):
+        self.ingest = ingest
+        self.topic = topic
+        self.log = log
+        self.subscribed = threading.Event()
+        self.handled = 0
+        c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
+                        clean_session=False, manual_ack=True)
+        c.on_connect = self._on_connect
+        c.on_subscribe = self._on_subscribe
+        c.on_message = self._on_message
+        c.on_disconnect = self._on_disconnect
+        c.reconnect_delay_set(1, 10)
+        self.client = c
+        self._addr = (host, port)
+
+    def start(self):
+        self.client.connect_async(*self._addr, keepalive=60)
+        self.client.loop_start()
+
+    def stop(self):
+        self.client.disconnect()
+        self.client.loop_stop()
+
+    def _say(self, text):
+        print("headend: " + text, file=self.log, flush=True)
+
+    def _on_connect(self, client, _userdata, _flags, reason, _props):
+        if reason.is_failure:
+            self._say("broker %s:%d refused the connection: %s" % (self._addr + (reason,)))
+            return
+        client.subscribe(self.topic, qos=1)
+
+    def _on_subscribe(self, _client, _userdata, _mid, reasons, _props):
+        if any(r.is_failure for r in reasons):
+            self._say("broker refused the subscription to %s" % self.topic)
+            return
+        self._say("subscribed to %s on %s:%d" % ((self.topic,) + self._addr))
+        self.subscribed.set()
+
+    def _on_disconnect(self, _client, _userdata, _flags, reason, _props):
+        if reason.is_failure:
+            self._say("lost the broker (%s); reconnecting" % reason)
+
+    def _on_message(self, client, _userdata, msg):
+        delay = 0.5
+        while True:
+            try:
+                outcome = self.ingest.handle(msg.topic, msg.payload)
+                break
+            except Exception as e:  # noqa: BLE001 - the database is away: keep the report
+                self._say("database error, report kept at the broker, retrying: %s"
+                          % (str(e).splitlines() or [type(e).__name__])[0])
+                time.sleep(delay)
+                delay = min(delay * 2, 10)
+        client.ack(msg.mid, msg.qos)
+        self.handled += 1
+        if outcome not in ("stored", "duplicate"):
+            self._say("%s: %s" % (msg.topic, outcome))
