@@ -66,13 +66,13 @@ def _credits(store, out):
     for meter, count, n, t1, t2 in store.query(
             "SELECT meter, count, COUNT(*), MIN(terminal), MAX(terminal) FROM reports"
             " WHERE " + _CREDITED + " GROUP BY meter, count HAVING COUNT(*) > 1"
-            " ORDER BY meter, count"):
+            " ORDER BY 1, 2"):
         twice.append({"what": "meter %s purchase %d credited %d times" % (meter, count, n),
                       "meter": meter, "count": count, "terminals": sorted({t1, t2})})
     for card, count, n, t1, t2 in store.query(
             "SELECT card, count, COUNT(DISTINCT terminal), MIN(terminal), MAX(terminal)"
             " FROM reports WHERE " + _CREDITED + " GROUP BY card, count"
-            " HAVING COUNT(DISTINCT terminal) > 1 ORDER BY card, count"):
+            " HAVING COUNT(DISTINCT terminal) > 1 ORDER BY 1, 2"):
         twice.append({"what": "card %s purchase %d credited at %d terminals" % (card, count, n),
                       "card": card, "count": count, "terminals": [t1, t2]})
     out["credited_twice"] = twice
