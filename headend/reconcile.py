@@ -89,12 +89,16 @@ def _terminals(store, now, out):
         terms[tid] = {"terminal": tid, "reports": n, "seq": top, "missing": top - n,
                       "low": low, "credited": credited, "credited_fen": fen or 0,
                       "last_seen": last, "heartbeat": None, "alarms": 0}
+    for tid, seq, kind, step, when in store.query(
+            "SELECT r.terminal, r.seq, r.kind, r.step, r.time FROM reports r WHERE r.seq ="
+            " (SELECT MAX(q.seq) FROM reports q WHERE q.terminal = r.terminal)"):
+        terms[tid]["last"] = "seq %d %s%s at %s" % (seq, kind, "/" + step if step else "", when)
     for tid, boot, beat, htime, reported, pending, meters, received in store.query(
             "SELECT terminal, boot, beat, time, reported, pending, meters, received"
             " FROM heartbeats"):
         t = terms.setdefault(tid, {"terminal": tid, "reports": 0, "seq": 0, "missing": 0,
                                    "low": 1, "credited": 0, "credited_fen": 0,
-                                   "last_seen": received, "alarms": 0})
+                                   "last_seen": received, "alarms": 0, "last": None})
         t["last_seen"] = max(t["last_seen"], received)
         t["heartbeat"] = {"boot": boot, "beat": beat, "time": htime, "reported": reported,
                           "pending": pending, "meters": json.loads(meters)}

@@ -61,7 +61,7 @@ SECTIONS = (
       ("late", "late"))),
     ("terminals", "Per terminal: last report", False,
      (("terminal", "terminal"), ("last seen", lambda r: _when(r["last_seen"])),
-      ("reports", "reports"), ("last seq", "seq"), ("credited", "credited"),
+      ("reports", "reports"), ("last record", "last"), ("credited", "credited"),
       ("credited yuan", lambda r: yuan(r["credited_fen"])), ("alarms", "alarms"),
       ("heartbeat", _hb))),
 )

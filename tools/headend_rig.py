@@ -127,3 +127,24 @@ class Postgres:
         procs.stop(self.proc, 10)
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+_CHROMIUM_FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                   "--no-first-run", "--disable-background-networking",
+                   "--disable-component-update", "--disable-sync")
+
+
+def chromium(url, *args, timeout=120):
+    """Run Debian's chromium headless on url (a throwaway profile) with args
+    such as --dump-dom or --screenshot=FILE; return its stdout."""
+    profile = tempfile.mkdtemp(prefix="chromium-")
+    try:
+        p = subprocess.run([CHROMIUM, *_CHROMIUM_FLAGS, "--user-data-dir=" + profile,
+                            *args, url], check=False, capture_output=True, text=True,
+                           timeout=timeout)
+    finally:
+        shutil.rmtree(profile, ignore_errors=True)
+    if p.returncode:
+        raise RuntimeError("chromium exited %d: %s" % (p.returncode, p.stderr[-2000:]))
+    return p.stdout
