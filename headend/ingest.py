@@ -79,18 +79,29 @@ class Ingest:
         self.counts = {}
 
     def handle(self, topic, payload):
+        return self.handle_batch([(topic, payload)])[0]
+
+    def handle_batch(self, items):
+        """Outcomes of (topic, payload) pairs, all in one transaction: one
+        commit for the lot, so the caller acknowledges them together."""
         now = self.clock()
+        with self.store.tx() as cur:
+            outcomes = [self._one(cur, topic, payload, now) for topic, payload in items]
+        for outcome in outcomes:
+            self.counts[outcome] = self.counts.get(outcome, 0) + 1
+        return outcomes
+
+    def _one(self, cur, topic, payload, now):
         try:
             tid, channel, body = self.verifier.check(topic, payload)
             rec = _parse(tid, body)
             row = (journal_row if channel == "journal" else heartbeat_row)(tid, rec, body)
             row.update(received=now, topic=topic, payload=payload)
-            put = self.store.put_record if channel == "journal" else self.store.put_heartbeat
-            outcome = put(row)
+            if channel == "journal":
+                return self.store.put_record_in(cur, row)
+            return self.store.put_heartbeat_in(cur, row)
         except BadReport as e:
             parts = topic.split("/")
             tid = parts[1] if len(parts) > 1 else None
-            self.store.alarm(now, tid, e.kind, str(e), topic, payload)
-            outcome = "refused:" + e.kind
-        self.counts[outcome] = self.counts.get(outcome, 0) + 1
-        return outcome
+            self.store.alarm_in(cur, now, tid, e.kind, str(e), topic, payload)
+            return "refused:" + e.kind

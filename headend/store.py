@@ -110,46 +110,52 @@ class Store:
         cur.close()
         return rows
 
-    # -- writes, one transaction each ------------------------------------------------
+    # -- writes: put_x in a transaction of its own, put_x_in in the caller's -----------
     def put_record(self, row):
-        """Store a journal record (a dict of _REPORT_COLS). 'stored', 'duplicate'
-        (same body: dropped) or 'conflict' (another body under that seq: alarmed)."""
         with self.tx() as cur:
-            cur.execute(_INSERT_REPORT, tuple(row.get(c) for c in _REPORT_COLS))
-            if cur.rowcount == 1:
-                return "stored"
-            cur.execute("SELECT body FROM reports WHERE terminal = ? AND seq = ?",
-                        (row["terminal"], row["seq"]))
-            if cur.fetchone()[0] == row["body"]:
-                return "duplicate"
-            self._alarm(cur, row["received"], row["terminal"], "conflict",
-                        "seq %d: another body under a stored sequence number (replay or "
-                        "forgery)" % row["seq"], row["topic"], row["payload"])
-            return "conflict"
+            return self.put_record_in(cur, row)
 
     def put_heartbeat(self, row):
-        """'stored', 'duplicate', or 'stale' (older than the one kept: alarmed)."""
         with self.tx() as cur:
-            cur.execute(_UPSERT_HEARTBEAT, tuple(row.get(c) for c in _HB_COLS))
-            if cur.rowcount == 1:
-                return "stored"
-            cur.execute("SELECT boot, beat, body FROM heartbeats WHERE terminal = ?",
-                        (row["terminal"],))
-            boot, beat, body = cur.fetchone()
-            if (boot, beat) == (row["boot"], row["beat"]) and body == row["body"]:
-                return "duplicate"
-            self._alarm(cur, row["received"], row["terminal"], "heartbeat_replay",
-                        "heartbeat (boot %d, beat %d) is not newer than (%d, %d)" % (
-                            row["boot"], row["beat"], boot, beat),
-                        row["topic"], row["payload"])
-            return "stale"
+            return self.put_heartbeat_in(cur, row)
+
+    def put_record_in(self, cur, row):
+        """Store a journal record (a dict of _REPORT_COLS). 'stored', 'duplicate'
+        (same body: dropped) or 'conflict' (another body under that seq: alarmed)."""
+        cur.execute(_INSERT_REPORT, tuple(row.get(c) for c in _REPORT_COLS))
+        if cur.rowcount == 1:
+            return "stored"
+        cur.execute("SELECT body FROM reports WHERE terminal = ? AND seq = ?",
+                    (row["terminal"], row["seq"]))
+        if cur.fetchone()[0] == row["body"]:
+            return "duplicate"
+        self.alarm_in(cur, row["received"], row["terminal"], "conflict",
+                    "seq %d: another body under a stored sequence number (replay or "
+                    "forgery)" % row["seq"], row["topic"], row["payload"])
+        return "conflict"
+
+    def put_heartbeat_in(self, cur, row):
+        """'stored', 'duplicate', or 'stale' (older than the one kept: alarmed)."""
+        cur.execute(_UPSERT_HEARTBEAT, tuple(row.get(c) for c in _HB_COLS))
+        if cur.rowcount == 1:
+            return "stored"
+        cur.execute("SELECT boot, beat, body FROM heartbeats WHERE terminal = ?",
+                    (row["terminal"],))
+        boot, beat, body = cur.fetchone()
+        if (boot, beat) == (row["boot"], row["beat"]) and body == row["body"]:
+            return "duplicate"
+        self.alarm_in(cur, row["received"], row["terminal"], "heartbeat_replay",
+                    "heartbeat (boot %d, beat %d) is not newer than (%d, %d)" % (
+                        row["boot"], row["beat"], boot, beat),
+                    row["topic"], row["payload"])
+        return "stale"
 
     def alarm(self, at, terminal, kind, detail, topic, payload):
         with self.tx() as cur:
-            self._alarm(cur, at, terminal, kind, detail, topic, payload)
+            self.alarm_in(cur, at, terminal, kind, detail, topic, payload)
 
     @staticmethod
-    def _alarm(cur, at, terminal, kind, detail, topic, payload):
+    def alarm_in(cur, at, terminal, kind, detail, topic, payload):
         # keyed by what was received: a redelivered bad report is one alarm
         text = bytes(payload).decode("utf-8", "replace")[:1000]
         digest = hashlib.sha256(("%s\0%s\0" % (kind, topic)).encode() + bytes(payload))
