@@ -104,11 +104,15 @@ class Store:
         cur.execute("COMMIT")
 
     def query(self, sql, args=()):
+        """Rows of a read; a database error is a StoreError (one line)."""
         cur = self.conn.cursor()
-        cur.execute(self._sql(sql), args)
-        rows = cur.fetchall()
-        cur.close()
-        return rows
+        try:
+            cur.execute(self._sql(sql), args)
+            return cur.fetchall()
+        except Exception as e:  # noqa: BLE001 - sqlite3.Error or psycopg.Error
+            raise StoreError("database %s: %s" % (_safe(self.url), _first_line(e)))
+        finally:
+            cur.close()
 
     # -- writes: put_x in a transaction of its own, put_x_in in the caller's -----------
     def put_record(self, row):

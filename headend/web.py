@@ -5,7 +5,7 @@ import json
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from headend import reconcile, views
-from headend.store import Store
+from headend.store import Store, StoreError
 
 
 def make_server(db_url, host, port, days=3):
@@ -15,11 +15,15 @@ def make_server(db_url, host, port, days=3):
             if path not in ("/", "/report.json"):
                 self._send(404, "text/plain", b"not found: try / or /report.json\n")
                 return
-            store = Store(db_url, create=False)
             try:
-                rep = reconcile.reconcile(store, days=days)
-            finally:
-                store.close()
+                store = Store(db_url, create=False)
+                try:
+                    rep = reconcile.reconcile(store, days=days)
+                finally:
+                    store.close()
+            except StoreError as e:
+                self._send(503, "text/plain", ("%s\n" % e).encode())
+                return
             if path == "/":
                 self._send(200, "text/html; charset=utf-8", views.page(rep).encode())
             else:

@@ -34,6 +34,7 @@ class Worker:
         self.log = log
         self.subscribed = threading.Event()
         self.handled = 0
+        self._said_unreachable = False
         self._queue = queue.Queue()
         self._storer = threading.Thread(target=self._store, daemon=True)
         c = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id,
@@ -42,6 +43,7 @@ class Worker:
         c.on_subscribe = self._on_subscribe
         c.on_message = self._on_message
         c.on_disconnect = self._on_disconnect
+        c.on_connect_fail = self._on_connect_fail
         c.reconnect_delay_set(1, 10)
         self.client = c
         self._addr = (host, port)
@@ -75,6 +77,11 @@ class Worker:
             return
         self._say("subscribed to %s on %s:%d" % ((self.topic,) + self._addr))
         self.subscribed.set()
+
+    def _on_connect_fail(self, _client, _userdata):
+        if not self._said_unreachable:  # once, not every retry
+            self._said_unreachable = True
+            self._say("cannot reach the broker at %s:%d; retrying" % self._addr)
 
     def _on_disconnect(self, _client, _userdata, _flags, reason, _props):
         if reason.is_failure:
