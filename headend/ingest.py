@@ -7,6 +7,8 @@ import time
 
 from headend.reportmac import BadReport
 
+_BIG = 1 << 62  # fits a BIGINT
+_LONG = 200
 _KINDS = ("topup", "refusal", "technician", "alarm", "boot")
 # the one kind-specific key kept in the `what` column
 _WHAT = {"refusal": "screen", "technician": "action", "alarm": "alarm", "boot": "reason"}
@@ -16,16 +18,27 @@ def _int(rec, key, low=0, default=None):
     v = rec.get(key)
     if v is None:
         return default
-    if not isinstance(v, int) or isinstance(v, bool) or v < low:
+    if not isinstance(v, int) or isinstance(v, bool) or not low <= v < _BIG:
         raise BadReport("malformed", "%r is not a whole number >= %d" % (key, low))
     return v
 
 
 def _str(rec, key):
     v = rec.get(key)
-    if v is not None and not isinstance(v, str):
-        raise BadReport("malformed", "%r is not a string" % key)
+    if v is None:
+        return None
+    # what either database refuses must be refused here, or it would stop the queue
+    if not isinstance(v, str) or len(v) > _LONG or "\x00" in v or not _utf8(v):
+        raise BadReport("malformed", "%r is not a short string" % key)
     return v
+
+
+def _utf8(v):
+    try:
+        v.encode("utf-8")
+        return True
+    except UnicodeEncodeError:  # a lone surrogate ("\ud800" in the JSON)
+        return False
 
 
 def _parse(tid, body):

@@ -161,9 +161,10 @@ class Store:
     @staticmethod
     def alarm_in(cur, at, terminal, kind, detail, topic, payload):
         # keyed by what was received: a redelivered bad report is one alarm
-        text = bytes(payload).decode("utf-8", "replace")[:1000]
+        text = bytes(payload).decode("utf-8", "replace")[:1000].replace("\x00", "\\x00")
         digest = hashlib.sha256(("%s\0%s\0" % (kind, topic)).encode() + bytes(payload))
-        cur.execute(_INSERT_ALARM, (digest.hexdigest(), at, terminal, kind, detail, topic, text))
+        cur.execute(_INSERT_ALARM, (digest.hexdigest(), at, terminal, kind, detail[:300], topic,
+                                    text))
 
     def put_sales(self, sales):
         """Insert ledger rows; (new, known). A row that differs from the one

@@ -129,3 +129,20 @@ def test_heartbeats_keep_the_newest_and_refuse_an_older_one(ingest):
     rebooted = ft.FakeTerminal(TID, boot=2)
     assert ingest.handle(*rebooted.heartbeat()) == "stored"  # beat 1 of a later boot
     assert rows(ingest, "SELECT boot, beat FROM heartbeats")[0] == (2, 1)
+
+
+def test_values_a_database_would_choke_on_are_refused_not_stuck(ingest):
+    """A genuine key with hostile values must not stop the queue: what
+    SQLite or PostgreSQL would refuse is refused (and alarmed) first."""
+    t = ft.FakeTerminal(TID)
+    for rec in ({"seq": 1 << 70, "kind": "boot"},
+                {"seq": 1, "kind": "refusal", "meter": "0001\x00"},
+                {"seq": 1, "kind": "refusal", "meter": "\ud800"},
+                {"seq": 1, "kind": "refusal", "screen": "x" * 10000},
+                {"seq": 1, "kind": "topup", "amount": -5}):
+        topic, payload = t.signed("journal", dict(rec, t=TID))
+        assert ingest.handle(topic, payload) == "refused:malformed", rec
+    assert ingest.handle(*t.signed("journal", {"t": "\x00" * 5000, "seq": 1})) == \
+        "refused:wrong_terminal"
+    assert ingest.handle(*t.record("boot")) == "stored"
+    assert len(alarms(ingest)) == 6
