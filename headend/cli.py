@@ -4,6 +4,8 @@
         [--client-id ID]      take reports, store them, serve the operator's page
   import-ledger FILE --db URL import the sales office's ledger (idempotent)
   report --db URL [--json]    print the reconciliation and alarms
+  retire --mqtt tcp:HOST:PORT --client-id ID
+                              end a worker's session for good (see docs/headend.md)
 
 URL: a file path or sqlite:///path (SQLite), or postgresql://user@host:port/db.
 MK_R, the utility's reporting master key, is read from a file (32 hex
@@ -88,7 +90,24 @@ def build_parser():
     r.add_argument("--db", required=True, metavar="URL")
     r.add_argument("--days", type=_days, default=3, help="sold but not credited after DAYS")
     r.add_argument("--json", action="store_true")
+    t = sub.add_parser("retire", help="end a retired worker's persistent session")
+    t.add_argument("--mqtt", required=True, metavar="tcp:HOST:PORT")
+    t.add_argument("--client-id", required=True, metavar="ID")
     return p
+
+
+def retire(a):
+    from headend.worker import parse_mqtt, retire
+    try:
+        host, port = parse_mqtt(a.mqtt)
+    except ValueError as e:
+        raise UsageError(str(e))
+    try:
+        retire(host, port, a.client_id)
+    except OSError as e:
+        raise UsageError("cannot reach the broker at %s:%d: %s" % (host, port, e.strerror))
+    print("session %s ended" % a.client_id)
+    return 0
 
 
 def serve(a):
@@ -131,6 +150,8 @@ def main(argv=None):
         a = build_parser().parse_args(argv)
         if a.cmd == "serve":
             return serve(a)
+        if a.cmd == "retire":
+            return retire(a)
         store = Store(a.db)
         try:
             if a.cmd == "import-ledger":

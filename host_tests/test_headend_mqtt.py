@@ -7,12 +7,14 @@ on loopback are all stored once (speed: tools/bench_headend.py)."""
 import os
 import re
 import signal
+import subprocess
+import sys
 
 import pytest
 
 import fake_terminals as ft
 from headend.store import Store
-from headend_ctl import Serve, mosquitto, new_pg_db, pg_cluster, wait_rows  # noqa: F401
+from headend_ctl import ROOT, Serve, mosquitto, new_pg_db, pg_cluster, wait_rows  # noqa: F401
 
 TID = "000000000099"
 
@@ -23,6 +25,12 @@ def stored(url, sql):
         return [tuple(r) for r in s.query(sql)]
     finally:
         s.close()
+
+
+def cli(*args):
+    p = subprocess.run([sys.executable, "-m", "headend"] + list(args), cwd=ROOT,
+                       capture_output=True, text=True, timeout=60)
+    return p.returncode, p.stdout, p.stderr
 
 
 def handled(log):
@@ -117,3 +125,20 @@ def test_a_thousand_terminals_on_loopback_are_stored_once(mosquitto, tmp_path): 
     assert stored(db, "SELECT COUNT(DISTINCT terminal), MIN(seq), MAX(seq) FROM reports") == \
         [(1000, 1, 7)]
     assert stored(db, "SELECT COUNT(*) FROM alarms") == [(0,)]
+
+
+def test_a_retired_worker_no_longer_takes_a_share(mosquitto, tmp_path):  # noqa: F811
+    """A persistent session left offline stays in the share group: the
+    broker queues its share for it. `headend retire` ends it."""
+    db = str(tmp_path / "h.db")
+    Serve(mosquitto.url, db, client_id="old").stop()
+    rc, out, err = cli("retire", "--mqtt", mosquitto.url, "--client-id", "old")
+    assert rc == 0 and "session old ended" in out, err
+    worker = Serve(mosquitto.url, db, client_id="new")
+    msgs = ft.load_reports(50, 1)
+    try:
+        ft.publish_all("127.0.0.1", mosquitto.port, msgs)
+        assert wait_rows(db, "SELECT COUNT(*) FROM heartbeats", 50) == 50
+        assert wait_rows(db, "SELECT COUNT(*) FROM reports", 200) == 200
+    finally:
+        worker.stop()

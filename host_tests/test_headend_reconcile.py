@@ -140,3 +140,22 @@ def test_a_bad_mk_r_file_is_refused(tmp_path):
     rc, _out, err = cli("serve", "--mqtt", "tcp:127.0.0.1:1", "--db", str(tmp_path / "h.db"),
                        "--mk-r-file", str(key))
     assert rc == 2 and "must hold MK_R as 32 hex digits" in err and "00112233" not in err, err
+
+
+def test_records_the_broker_acknowledged_but_never_arrived_are_a_gap(tmp_path):
+    """The last records lost leave no hole below them: the heartbeat's
+    `reported` (what the broker acknowledged) shows them."""
+    import fake_terminals as ft
+    from headend.ingest import Ingest
+    from headend.reportmac import Verifier
+    s = Store(str(tmp_path / "h.db"))
+    ing = Ingest(s, Verifier(ft.DEV_MK_R))
+    t = ft.FakeTerminal("000000000077")
+    ing.handle(*t.record("boot"))
+    t.record("boot")
+    t.record("boot")  # seq 2 and 3 published, acknowledged, never stored
+    ing.handle(*t.heartbeat())
+    gaps = reconcile.reconcile(s)["gaps"]
+    s.close()
+    assert [(g["terminal"], g["first"], g["last"]) for g in gaps] == [("000000000077", 2, 3)]
+    assert "not stored here" in gaps[0]["note"]
