@@ -139,20 +139,24 @@ class Store:
         return "conflict"
 
     def put_heartbeat_in(self, cur, row):
-        """'stored', 'duplicate', or 'stale' (older than the one kept: alarmed)."""
+        """'stored', 'duplicate', 'stale' (older than the one kept: dropped) or
+        'conflict' (another body under the kept (boot, beat): alarmed)."""
         cur.execute(_UPSERT_HEARTBEAT, tuple(row.get(c) for c in _HB_COLS))
         if cur.rowcount == 1:
             return "stored"
         cur.execute("SELECT boot, beat, body FROM heartbeats WHERE terminal = ?",
                     (row["terminal"],))
         boot, beat, body = cur.fetchone()
-        if (boot, beat) == (row["boot"], row["beat"]) and body == row["body"]:
+        if (boot, beat) != (row["boot"], row["beat"]):
+            # older: a replay, or one another worker took late (a backlog shared
+            # round robin): dropped either way, never worth an operator's time
+            return "stale"
+        if body == row["body"]:
             return "duplicate"
-        self.alarm_in(cur, row["received"], row["terminal"], "heartbeat_replay",
-                    "heartbeat (boot %d, beat %d) is not newer than (%d, %d)" % (
-                        row["boot"], row["beat"], boot, beat),
-                    row["topic"], row["payload"])
-        return "stale"
+        self.alarm_in(cur, row["received"], row["terminal"], "heartbeat_conflict",
+                      "another heartbeat under (boot %d, beat %d)" % (boot, beat),
+                      row["topic"], row["payload"])
+        return "conflict"
 
     def alarm(self, at, terminal, kind, detail, topic, payload):
         with self.tx() as cur:

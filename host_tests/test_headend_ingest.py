@@ -37,6 +37,9 @@ def test_reporting_key_and_mac_follow_the_contract():
     assert ft.sign(k_r, topic, body) == body + b"." + want.encode()
     # the profile's CBC-MAC (firmware/sm4.py) is the first 4 bytes of the same block
     assert sm4.mac(k_r, data).hex() == want[:8]
+    # docs/reporting.md's vector, for the terminal's side to check against
+    assert k_r.hex() == "86f9ab85744c51a62c38ed9418acde01"
+    assert want == "5d704d1a355091fbe5024b6312b2c6d5"
 
 
 @pytest.fixture
@@ -115,15 +118,19 @@ def test_forged_and_replayed_reports_are_refused_and_alarmed(ingest):
         ["wrong_terminal"]
 
 
-def test_heartbeats_keep_the_newest_and_refuse_an_older_one(ingest):
+def test_heartbeats_keep_the_newest_and_drop_an_older_one(ingest):
     t = ft.FakeTerminal(TID)
     hb1 = t.heartbeat({"000000000001": [100, 1, False, True]})
     hb2 = t.heartbeat({"000000000001": "silent"})
     assert ingest.handle(*hb1) == "stored"
     assert ingest.handle(*hb2) == "stored"
     assert ingest.handle(*hb2) == "duplicate"
-    assert ingest.handle(*hb1) == "stale"  # a replay of an older heartbeat
-    assert alarms(ingest) == ["heartbeat_replay"]
+    # an older heartbeat (a replay, or one another worker took late) is dropped
+    assert ingest.handle(*hb1) == "stale"
+    assert alarms(ingest) == []
+    t.beat = 1
+    assert ingest.handle(*t.heartbeat({"000000000001": [1, 1, True, True]})) == "conflict"
+    assert alarms(ingest) == ["heartbeat_conflict"]
     assert rows(ingest, "SELECT boot, beat, meters FROM heartbeats")[0] == \
         (1, 2, '{"000000000001": "silent"}')
     rebooted = ft.FakeTerminal(TID, boot=2)

@@ -90,6 +90,8 @@ def test_two_workers_on_a_shared_subscription_store_each_report_once(
     logs = []
     try:
         ft.publish_all("127.0.0.1", mosquitto.port, msgs)
+        assert wait_rows(db, "SELECT COUNT(*) FROM reports", journal) == journal
+        assert wait_rows(db, "SELECT COUNT(*) FROM heartbeats", 200) == 200
         ft.publish_all("127.0.0.1", mosquitto.port, msgs[:300], name="republish")
         # then a second heartbeat from each: queued behind the re-published
         # reports at whichever worker, so when all are in, all were handled
