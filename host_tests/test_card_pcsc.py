@@ -22,6 +22,7 @@ import card_sim
 import pcsc_env
 import user_card as uc
 from card_sim_ctl import MK_C, run_with_card
+from headend import ledger
 
 pytestmark = pytest.mark.xdist_group("pcscd")
 
@@ -86,15 +87,16 @@ def terminal_write_back(card, balance, count, result=cf.RET_CREDITED):
     run_with_card(card, fn)
 
 
-def test_issue_sell_read_back(pcscd):
+def test_issue_sell_read_back(pcscd, tmp_path):
     card = card_model.Card.blank(MK_C, SERIAL)
+    book = str(tmp_path / "office" / "ledger.jsonl")
     with inserted(card):
         rc, out = tool("dump")
         assert rc == 0 and "blank card (unissued)" in out and "genuine" in out, out
         rc, out = tool("issue", "--type", "purchase", "--meter", "000000000001",
                        "--customer", "112233445566", "--count", "1")
         assert rc == 0 and "issued purchase card 8800000000000042" in out, out
-        rc, out = tool("sell", "--amount", "100.00")
+        rc, out = tool("sell", "--amount", "100.00", "--ledger", book)
         assert rc == 0 and "sold 100.00 yuan" in out and "purchase count 2" in out, out
         rc, out = tool("status")
         assert rc == 1 and "NOT confirmed" in out, out
@@ -104,6 +106,11 @@ def test_issue_sell_read_back(pcscd):
     assert (amount, count) == (10000, 2)
     kc = card_model.kdf(MK_C, SERIAL)
     assert s == card_model.mac(kc, cf.sale_mac_input(card.files[cf.SFI_PARAM], 10000, 2))
+
+    # the sale is in the ledger the head-end imports
+    (sale,) = ledger.read(book)
+    assert (sale["card"], sale["count"], sale["customer"], sale["meter"], sale["amount"]) == \
+        (SERIAL.hex(), 2, "112233445566", "000000000001", 10000)
 
     terminal_write_back(card, 25000, 2)  # the terminal credited purchase 2
 
@@ -116,18 +123,21 @@ def test_issue_sell_read_back(pcscd):
         assert MK_C.hex() not in out and kc.hex() not in out
 
 
-def test_second_sale_waits_for_the_meter(pcscd):
+def test_second_sale_waits_for_the_meter(pcscd, tmp_path):
+    book = str(tmp_path / "ledger.jsonl")
     card = card_model.Card.issued(MK_C, SERIAL, cf.PURCHASE, "000000000001",
                                   "112233445566", 5000, 3)
     with inserted(card):
-        rc, out = tool("sell", "--amount", "20")
+        rc, out = tool("sell", "--amount", "20", "--ledger", book)
         assert rc == 1 and "has not reached the meter" in out, out
+        assert not os.path.exists(book)  # no sale, no ledger line
         rc, out = tool("issue", "--type", "opening", "--meter", "000000000001",
                        "--customer", "112233445566")
         assert rc == 1 and "already issued" in out, out
-        rc, out = tool("sell", "--amount", "20", "--force")
+        rc, out = tool("sell", "--amount", "20", "--force", "--ledger", book)
         assert rc == 0 and "purchase count 4" in out, out
     assert cf.parse_purse(card.files[cf.SFI_PURSE])[0:2] == (2000, 4)
+    assert [(s["count"], s["amount"]) for s in ledger.read(book)] == [(4, 2000)]
 
 
 def test_reissued_and_opening_cards(pcscd):

@@ -12,7 +12,9 @@ Typical day at the sales office:
   1. A new customer: issue an opening card for their meter
        card_tool.py --key-file mkc.hex issue --type opening \\
            --meter 000000000001 --customer 112233445566
-  2. Sell: write the purchase onto the card (amount in yuan; count + 1)
+  2. Sell: write the purchase onto the card (amount in yuan; count + 1); the
+     sale is appended to the ledger the head-end imports (--ledger FILE,
+     default build/ledger.jsonl: one JSON line a sale)
        card_tool.py --key-file mkc.hex sell --amount 100.00
   3. The customer comes back: did the last purchase reach the meter?
        card_tool.py --key-file mkc.hex status
@@ -45,7 +47,10 @@ import time
 import hostpath  # noqa: F401
 import card_model  # noqa: E402  (host SM4 through OpenSSL; puts firmware/ on the path)
 import card_files as cf  # noqa: E402
+from headend import ledger  # noqa: E402  (the head-end imports the same lines)
 
+DEFAULT_LEDGER = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                              "build", "ledger.jsonl")
 _TYPES = {"opening": cf.OPENING, "purchase": cf.PURCHASE, "reissued": cf.REISSUED,
           "technician": cf.TECHNICIAN}
 _NO_METER = "000000000000"  # a technician card's meter number
@@ -260,6 +265,8 @@ class Office:
             raise ToolError("purchase %d on this card has not reached the meter yet; "
                             "take the card to the terminal or meter first (or --force)" % count)
         self.write_purse(param, amount, count + 1)
+        _type, meter, customer = cf.parse_param(param)
+        self.sale = ledger.sale_line(self.serial.hex(), count + 1, customer, meter, amount)
         return ["sold %s yuan on card %s: purchase count %d"
                 % (yuan(amount), self.serial.hex(), count + 1)]
 
@@ -297,6 +304,21 @@ class Office:
         ret = self.returned()
         lines.append("return file: %s" % ("empty" if ret is None else ret))
         return lines
+
+
+def _append_ledger(path, line):
+    """The card holds the sale already: a ledger that cannot be written is
+    said loudly, with the line to add by hand."""
+    try:
+        if os.path.dirname(path):
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as e:
+        raise ToolError("sale written to the card but NOT to ledger %s (%s): add this line "
+                        "by hand: %s" % (path, e.strerror, line))
 
 
 def _key(a):
@@ -348,6 +370,8 @@ def build_parser():
     s.add_argument("--amount", type=parse_yuan, required=True, help="yuan, e.g. 100.00")
     s.add_argument("--force", action="store_true",
                    help="sell although the last purchase is unconfirmed")
+    s.add_argument("--ledger", metavar="FILE", default=DEFAULT_LEDGER,
+                   help="append the sale here for the head-end (default %(default)s)")
     sub.add_parser("status", help="did the last purchase reach the meter? (exit 1 if not)")
     sub.add_parser("dump", help="show every file and check the card")
     sub.add_parser("pin", help="set (or unblock) a technician card's PIN, read from stdin")
@@ -372,6 +396,8 @@ def main(argv=None):
             lines = office.set_pin(sys.stdin.readline().strip())
         elif a.cmd == "sell":
             lines = office.sell(a.amount, a.force)
+            _append_ledger(a.ledger, office.sale)
+            lines.append("ledger: %s" % a.ledger)
         elif a.cmd == "status":
             ok, lines = office.status()
         else:

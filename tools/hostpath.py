@@ -30,6 +30,7 @@ DIRS = tuple(os.path.join(ROOT, d) for d in (
     "host_tests/shim",   # CPython stand-ins for MicroPython-only modules
     "tools",             # simulators, card tool, build tools
     "host_tests",        # test helpers (simulator controllers, mp_runner)
+    "",                  # the root, for the head-end's package (headend/)
 ))
 
 # Searched in this order under the MicroPython unix port (after .frozen).
