@@ -174,6 +174,7 @@ class Cards:
         self.index = 0
         self.proc = None
         self.n = 0
+        self.fleet = None  # the head-end's ledger hears of each sale (building_fleet)
 
     def key(self, ch):
         """Handle a key; False if it is not one of ours."""
@@ -231,6 +232,10 @@ class Cards:
             log.flush()
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log,
                                          stderr=subprocess.STDOUT, start_new_session=True)
+        if self.fleet is not None and kind in ("purchase", "reissued", "pulled"):
+            # the office sold it (tools/card_tool.py sell does this in service)
+            self.fleet.sold(cmd[cmd.index("--serial") + 1], m.get("customer") or "000000000000",
+                            m["address"], count + 1, AMOUNT)
         if kind == "technician":
             self.say("building: card %d in: technician %s, type the PIN %s and Enter"
                      % (self.n, TECH_ID, TECH_PIN))
@@ -486,6 +491,27 @@ def _sigterm(*_):
     raise SystemExit(143)
 
 
+def _start_fleet(state, wanted):
+    """The broker and head-end the terminal reports to (tools/building_fleet.py),
+    or None with a line saying why not."""
+    if not wanted:
+        return None
+    import building_fleet
+    why = building_fleet.available()
+    if why is None:
+        try:
+            fleet = building_fleet.Fleet(state or tempfile.mkdtemp(prefix="fleet-"),
+                                         os.path.join(ROOT, "build", "headend.log"))
+        except (building_fleet.FleetError, RuntimeError, OSError) as e:
+            why = str(e)
+        else:
+            print("building: the head-end's page: %s (reports over %s)"
+                  % (fleet.page, fleet.mqtt), flush=True)
+            return fleet
+    print("building: no head-end: %s" % why, flush=True)
+    return None
+
+
 def main(argv):
     try:
         opts, argv = parse_args(list(argv))
@@ -498,6 +524,7 @@ def main(argv):
     sim, info = start_simulator(opts["meters"], baud)
     cards = None
     state = None
+    fleet = None
     try:
         print("building: %d meters on %s (simulator control on %s)"
               % (len(meters), info["bus"], info["control"]), flush=True)
@@ -512,6 +539,9 @@ def main(argv):
             keys = os.path.join(state, "keystore.bin")
         if slot:
             slot += ["--keystore", dev_keystore(keys)]
+        fleet = _start_fleet(state, slot and terminal_takes("--mqtt"))
+        if fleet is not None:
+            slot += ["--mqtt", fleet.mqtt]
         cmd = [MICROPYTHON, TERMINAL, "--bus", info["bus"], "--meters", opts["meters"],
                "--baud", str(baud)] + slot + argv
         interactive = slot and sys.stdin.isatty() and sys.stdout.isatty()
@@ -527,6 +557,7 @@ def main(argv):
                 return 0
         cards = Cards(meters, info["control"], opts["slot"], opts["card-log"], None,
                       os.path.join(state, "inbox") if state else None)
+        cards.fleet = fleet
         hint_fallback = None
         if terminal_takes("--hint"):
             cmd += ["--hint", HINT]
@@ -538,6 +569,8 @@ def main(argv):
     finally:
         if cards is not None:
             cards.close()
+        if fleet is not None:
+            fleet.stop()
         procs.stop(sim)
         if state:
             shutil.rmtree(state, ignore_errors=True)
