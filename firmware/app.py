@@ -25,7 +25,9 @@ part:
 entries for the records on first boot: address, meter_number, customer,
 state), "keystore" (a keystore.KeyStore), "interval" (s between polls),
 "once" (poll once, report, stop), "lang", "auto_ok" (confirm every
-question: tests and benchmarks).
+question: tests and benchmarks), "mqtt" (the head-end's broker: {"host",
+"port", "username", "password", "tls"}; none: no reporting), "low_balance"
+(fen: a polled balance under it raises an alarm).
 
 Tasks: the screen's owner (ui.UI.run) and the key router (ui.UI.keys), the
 card slot (a card in -> topup.serve), and the bus poller. The bus has one
@@ -113,7 +115,7 @@ class App:
             self.ui = ui.UI(display, board.clock, config.get("lang", "zh"), log=self.log)
         if self.ui is not None:
             self.ui.idle_keys = IdlePages(self)
-        self.records = self.journal = None
+        self.records = self.journal = self.events = self.reporter = self.alarms = None
         root = None if config.get("once") else board.storage(config)
         if root is not None:
             import journal
@@ -124,8 +126,14 @@ class App:
             if added:
                 self.log("records: %d meters added" % added)
             self.journal = journal.Journal(root, self.terminal_id, board.clock)
+            import events
+            self.events = events.Events(root, self.journal)
             self.log("journal: next #%d, %d open" % (self.journal.next_seq,
                                                       len(self.journal.open_entries())))
+            self._reporting(root)
+            import alarms
+            self.alarms = alarms.Alarms(self._alarm, config.get("low_balance"))
+            self.event("boot", reason="power_on", open=len(self.journal.open_entries()))
         # the bus last: a flash that cannot be used is said before a bus is tried
         bus = board.bus(config)
         self.client = MeterClient(bus) if bus is not None else None
@@ -140,13 +148,41 @@ class App:
     def log(self, line):
         self.board.report("log", line)
 
+    def _reporting(self, root):
+        """The reporter, when there is a broker and a reporting key."""
+        conf = self.config.get("mqtt")
+        if not conf:
+            return
+        k_r = self.keystore.reporting_key if self.keystore else None
+        if k_r is None:
+            self.log("report: off: the key store has no reporting key (provisioned "
+                     "before reporting): re-provision it to report")
+            return
+        import reporter
+        self.reporter = reporter.Reporter(self, root, k_r, conf)
+
     def event(self, kind, **fields):
         """Journal something that is not a top-up: a refusal, a technician's
         action (with the technician card's serial), an alarm. Each gets the
         terminal's next sequence number and reaches the head-end like a
         top-up (docs/reporting.md). Never raises: an event that cannot be
         written is logged, and the resident's flow goes on."""
-        self.log("event: %s %s" % (kind, " ".join("%s=%s" % kv for kv in sorted(fields.items()))))
+        items = sorted(fields.items())
+        self.log("event: %s %s" % (kind, " ".join("%s=%s" % kv for kv in items)))
+        if self.events is not None:
+            try:
+                seq = self.events.add(kind, items)
+                self.log("event: journalled #%d" % seq)
+            except Exception as e:  # noqa: BLE001 - flash full, ring full: said, flow goes on
+                self.log("event: %s not journalled: %s %s" % (kind, type(e).__name__, e))
+        if kind == "refusal" and self.alarms is not None:
+            self.alarms.refused(fields.get("screen"))
+
+    def _alarm(self, name, meter, detail):
+        if meter is None:
+            self.event("alarm", alarm=name, detail=detail)
+        else:
+            self.event("alarm", alarm=name, meter=meter, detail=detail)
 
     def later(self, ms, screen):
         """Back to idle after `ms` if `screen` is still up (one timer)."""
@@ -166,6 +202,8 @@ class App:
                     self.status[m] = await self.client.status(m)
                 except Exception as e:  # noqa: BLE001 - one meter must not stop the poll
                     self.status[m] = "%s: %s" % (type(e).__name__, e)
+            if self.alarms is not None:
+                self.alarms.polled(m, self.status[m])
         self.board.report("table", self.table())
 
     async def poller(self):
@@ -246,6 +284,8 @@ class App:
             spawn(asyncio.create_task(recovery.settle_all(self)))
         if self.client is not None and self.meters:
             spawn(asyncio.create_task(self.poller()))
+        if self.reporter is not None:
+            spawn(asyncio.create_task(self.reporter.run()))
         return self
 
     def stop(self):

@@ -200,8 +200,9 @@ class Rig:
 
     def __init__(self, meters, baud=115200, reply_delay_ms=1, poll=False, mode="cpu",
                  mitm=False, display=True, torn=1, interval=5, tmpdir=None, clock=CLOCK,
-                 mpy=None, blocks=64, heap=HEAP):
+                 mpy=None, blocks=64, heap=HEAP, setup=None):
         self.meter_states = meters
+        self.setup = setup or {}  # more of the harness's setup (reporting: mk_r, mqtt)
         self.sim = MeterSim(meters=meters, baud=baud, reply_delay_ms=reply_delay_ms)
         self.baud = baud
         self.poll = poll
@@ -226,27 +227,30 @@ class Rig:
 
     def __enter__(self):
         self.sim.start()
-        bus = self.sim.bus
         if self.mitm_wanted:
             self.mitm = Mitm(self.sim.host, self.sim.port)
-            bus = "tcp:127.0.0.1:%d" % self.mitm.port
         self.slot = free_port()
-        seed = [{"address": m["address"], "meter_number": m["address"],
-                 "customer": m.get("record_customer", m["customer"]),
-                 "state": m.get("record_state", "active")} for m in self.meter_states]
-        self.term = Terminal(mpy=self.mpy, heap=self.heap, setup={
-                              "bus": bus, "baud": self.baud, "slot": self.slot, "seed": seed,
-                              "poll": [m["address"] for m in self.meter_states]
-                              if self.poll else [], "interval": self.interval,
-                              "mode": self.mode, "torn": self.torn, "display": self.display,
-                              "clock": self.clock, "flash": self.image,
-                              "blocks": self.blocks,
-                              "image": self.image, "mk_m": MK_M, "terminal_id": TERMINAL})
+        self.term = self.start_terminal()
         for m in self.meter_states:
             st = self.sim.meter(m["address"])
             self.initial[m["address"]] = (st["balance"], st["count"])
             self.sold[m["address"]] = []
         return self
+
+    def start_terminal(self):
+        """The micropython process (again after a kill: its flash is the image file)."""
+        seed = [{"address": m["address"], "meter_number": m["address"],
+                 "customer": m.get("record_customer", m["customer"]),
+                 "state": m.get("record_state", "active")} for m in self.meter_states]
+        bus = self.sim.bus if self.mitm is None else "tcp:127.0.0.1:%d" % self.mitm.port
+        setup = {"bus": bus, "baud": self.baud, "slot": self.slot, "seed": seed,
+                 "poll": [m["address"] for m in self.meter_states] if self.poll else [],
+                 "interval": self.interval, "mode": self.mode, "torn": self.torn,
+                 "display": self.display, "clock": self.clock, "flash": self.image,
+                 "blocks": self.blocks, "image": self.image, "mk_m": MK_M,
+                 "terminal_id": TERMINAL}
+        setup.update(self.setup)
+        return Terminal(mpy=self.mpy, heap=self.heap, setup=setup)
 
     def __exit__(self, *exc):
         if self.term is not None:

@@ -20,7 +20,9 @@ OSError), to see what the flow does with a flash that fails under it.
 
 First stdin line, the setup: {"bus": "tcp:H:P", "baud", "gap_ms", "slot":
 port, "seed": [...], "poll": [...], "interval", "blocks", "mode", "torn",
-"image": a host file for snapshots, "terminal_id", "mk_m", "mk_c", "k_t"}.
+"image": a host file for snapshots, "terminal_id", "mk_m", "mk_c", "k_t",
+"mk_r" (a reporting key: the terminal reports), "mqtt" (config["mqtt"]),
+"low_balance"}.
 
 Commands (one reply event {"ev": "reply", "cmd": ...} each):
   boot {cut_after, torn}   power on: a new App on the flash as it is
@@ -46,7 +48,7 @@ import flash
 import recovery
 import storage
 from card_slot import CardSlot
-from keystore import KeyStore
+from keystore import KeyStore, report_key
 from rs485 import RS485
 from uart import UART, Pin
 
@@ -154,7 +156,9 @@ class Harness:
         self.keystore = KeyStore(ks.get("terminal_id", "000000000099"),
                                  bytes.fromhex(ks.get("mk_m", "0123456789abcdeffedcba9876543210")),
                                  bytes.fromhex(ks.get("mk_c", "fedcba98765432100123456789abcdef")),
-                                 bytes.fromhex(ks.get("k_t", "00112233445566778899aabbccddeeff")))
+                                 bytes.fromhex(ks.get("k_t", "00112233445566778899aabbccddeeff")),
+                                 report_key(bytes.fromhex(ks["mk_r"]), ks.get("terminal_id",
+                                            "000000000099")) if ks.get("mk_r") else None)
 
     # --- power ---------------------------------------------------------
     def off(self):
@@ -226,7 +230,8 @@ class Harness:
         config = {"meters": s.get("poll") or [], "seed": s.get("seed") or [],
                   "keystore": self.keystore, "auto_ok": True, "lang": "en",
                   "interval": s.get("interval", 5), "pulled_ms": 50,
-                  "record_capacity": 40}
+                  "record_capacity": 40, "mqtt": s.get("mqtt"),
+                  "low_balance": s.get("low_balance")}
         self.up = True
         try:
             storage.mount(self.dev, ROOT)
