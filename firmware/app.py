@@ -125,14 +125,18 @@ class App:
             added = self.records.seed(config.get("seed") or ())
             if added:
                 self.log("records: %d meters added" % added)
-            self.journal = journal.Journal(root, self.terminal_id, board.clock)
-            import events
-            self.events = events.Events(root, self.journal)
+            k_r = self._reporting_key()
+            self.journal = journal.Journal(root, self.terminal_id, board.clock,
+                                           track=k_r is not None)
+            if k_r is not None:  # events and alarms are for the head-end: only then
+                import alarms
+                import events
+                import reporter
+                self.events = events.Events(root, self.journal)
+                self.reporter = reporter.Reporter(self, root, k_r, config["mqtt"])
+                self.alarms = alarms.Alarms(self._alarm, config.get("low_balance"))
             self.log("journal: next #%d, %d open" % (self.journal.next_seq,
                                                       len(self.journal.open_entries())))
-            self._reporting(root)
-            import alarms
-            self.alarms = alarms.Alarms(self._alarm, config.get("low_balance"))
             self.event("boot", reason="power_on", open=len(self.journal.open_entries()))
         # the bus last: a flash that cannot be used is said before a bus is tried
         bus = board.bus(config)
@@ -148,18 +152,16 @@ class App:
     def log(self, line):
         self.board.report("log", line)
 
-    def _reporting(self, root):
-        """The reporter, when there is a broker and a reporting key."""
-        conf = self.config.get("mqtt")
-        if not conf:
-            return
+    def _reporting_key(self):
+        """K_r when the terminal reports: a broker configured and a key
+        store provisioned with a reporting key."""
+        if not self.config.get("mqtt"):
+            return None
         k_r = self.keystore.reporting_key if self.keystore else None
         if k_r is None:
             self.log("report: off: the key store has no reporting key (provisioned "
                      "before reporting): re-provision it to report")
-            return
-        import reporter
-        self.reporter = reporter.Reporter(self, root, k_r, conf)
+        return k_r
 
     def event(self, kind, **fields):
         """Journal something that is not a top-up: a refusal, a technician's

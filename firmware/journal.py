@@ -137,18 +137,18 @@ class Entry:
 
 
 class Journal:
-    def __init__(self, root, terminal="000000000000", clock=None, slots=SLOTS):
+    def __init__(self, root, terminal="000000000000", clock=None, slots=SLOTS, track=False):
         self.dir = root + "/jrn"
         self.terminal = terminal
         self.clock = clock
         self.slots = slots
         self.next_seq = 1  # one counter for the journal and events.Events
-        # Reporting (reporter.py): acked is the highest sequence number the
-        # broker acknowledged, None when the terminal does not report (any
+        # Reporting (track, reporter.py): acked is the highest sequence number
+        # the broker acknowledged, None when the terminal does not report (any
         # settled slot may then be reused); seqs[3 * slot + step] is each
         # step's number, so a slot whose steps wait is never reused.
         self.acked = None
-        self.seqs = array("I", [0] * (3 * slots))
+        self.seqs = array("I", [0] * (3 * slots)) if track else None
         self.written = None  # called after each step is on flash (wakes the reporter)
         self.keep = None  # called with (entry, step) before an unreported step is rewritten
         self._next_slot = 0
@@ -179,8 +179,7 @@ class Journal:
             if e is None:
                 continue
             e.slot = slot
-            for i in range(3):
-                self.seqs[3 * slot + i] = e.steps[i][0]
+            self._track(e)
             top = max(s[0] for s in e.steps)
             if top >= self.next_seq:
                 self.next_seq = top + 1
@@ -200,14 +199,20 @@ class Journal:
         with open(self._path(e.slot), "wb") as f:
             f.write(e.pack())
         self.next_seq += 1  # only once it is on flash
-        for i in range(3):
-            self.seqs[3 * e.slot + i] = e.steps[i][0]
+        self._track(e)
         if self.written is not None:
             self.written()
+
+    def _track(self, e):
+        if self.seqs is not None:
+            for i in range(3):
+                self.seqs[3 * e.slot + i] = e.steps[i][0]
 
     def reusable(self, slot):
         """Every step in the slot reported (or no reporting), and not the
         terminal's newest record, which keeps the counter across a cut."""
+        if self.seqs is None:
+            return True
         top = max(self.seqs[3 * slot], self.seqs[3 * slot + 1], self.seqs[3 * slot + 2])
         return top != self.next_seq - 1 and (self.acked is None or top <= self.acked)
 

@@ -3,6 +3,7 @@ port with a temporary configuration (persistent sessions, so it can be
 stopped and started again as a broker that goes down), and a head-end
 stand-in subscribing with paho-mqtt that checks every report's MAC with
 OpenSSL's SM4 (`cryptography`), independently of firmware/sm4.py."""
+import getpass
 import json
 import os
 import shutil
@@ -50,9 +51,11 @@ class Broker:
         self.dir = tempfile.mkdtemp(prefix="mosq_")
         self.conf = os.path.join(self.dir, "mosquitto.conf")
         with open(self.conf, "w") as f:
+            # user: as root, mosquitto would drop to "mosquitto", who cannot
+            # write the sessions into our temporary directory
             f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\n"
-                    "persistence_location %s/\nmax_queued_messages 100000\n"
-                    % (self.port, self.dir))
+                    "persistence_location %s/\nmax_queued_messages 100000\nuser %s\n"
+                    % (self.port, self.dir, getpass.getuser()))
         self.proc = None
 
     def start(self):
@@ -118,8 +121,8 @@ class HeadEnd:
             while not pred(self):
                 left = end - time.monotonic()
                 if left <= 0:
-                    raise AssertionError("head-end never saw it; got:\n%s" % "\n".join(
-                        g[1].decode() for g in self.got[-40:]))
+                    raise AssertionError("head-end never saw it; seqs %s; last:\n%s" % (
+                        self.seqs(), "\n".join(g[1].decode() for g in self.got[-5:])))
                 self.cv.wait(min(left, 1))
 
     def seqs(self):
