@@ -32,10 +32,15 @@ USAGE = """usage: micropython boards/unix/terminal.py --bus BUS --meters FILE [o
   --screenshot DIR                   save every screen pushed as a PNG
   --lang zh|en                       the screen's first language (zh)
   --hint TEXT                        a help line kept under the panel
-  --auto-ok                          answer OK to every question (tests, benchmarks)"""
+  --auto-ok                          answer OK to every question (tests, benchmarks)
+  --mqtt tcp:HOST:PORT | tls:HOST:PORT  report to the head-end's MQTT broker
+                                     (needs a key store with a reporting key)
+  --mqtt-credentials FILE            the broker login: {"username", "password"}
+  --low-balance FEN                  alarm when a polled balance is under it"""
 
 _VALUED = ("--bus", "--meters", "--baud", "--interval", "--card-slot", "--keystore",
-           "--display", "--screenshot", "--lang", "--hint", "--state", "--keys")
+           "--display", "--screenshot", "--lang", "--hint", "--state", "--keys", "--mqtt",
+           "--mqtt-credentials", "--low-balance")
 _STATES = ("active", "replaced", "awaiting_opening")
 _BAUDS = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 
@@ -51,7 +56,8 @@ class SetupError(Exception):
 def parse_args(argv):
     opts = {"bus": None, "meters": None, "once": False, "baud": "2400", "interval": "5",
             "card-slot": None, "keystore": None, "display": None, "screenshot": None,
-            "lang": "zh", "hint": None, "auto-ok": False, "state": None, "keys": None}
+            "lang": "zh", "hint": None, "auto-ok": False, "state": None, "keys": None,
+            "mqtt": None, "mqtt-credentials": None, "low-balance": None}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -93,6 +99,19 @@ def parse_args(argv):
         _tcp_spec("--bus", opts["bus"])
     if opts["card-slot"]:
         _tcp_spec("--card-slot", opts["card-slot"])
+    if opts["mqtt"]:
+        tls = opts["mqtt"].startswith("tls:")
+        host, port = _tcp_spec("--mqtt", "tcp:" + opts["mqtt"][4:] if tls else opts["mqtt"])
+        if not host:
+            raise UsageError("--mqtt wants tcp:HOST:PORT or tls:HOST:PORT, not %r"
+                             % opts["mqtt"])
+        if not opts["state"]:
+            raise UsageError("--mqtt needs --state DIR (the journal is what it reports)")
+        opts["mqtt"] = {"host": host, "port": port, "tls": tls}
+    elif opts["mqtt-credentials"]:
+        raise UsageError("--mqtt-credentials needs --mqtt (the broker)")
+    if opts["low-balance"] is not None:
+        opts["low-balance"] = _number("--low-balance", opts["low-balance"])
     return opts
 
 
@@ -104,7 +123,7 @@ def _number(name, v):
 
 def _tcp_spec(name, spec):
     parts = spec.split(":")
-    if len(parts) != 3 or (not parts[1] and name == "--bus"):
+    if len(parts) != 3 or parts[0] != "tcp" or (not parts[1] and name != "--card-slot"):
         raise UsageError("%s wants tcp:HOST:PORT, not %r" % (name, spec))
     if not parts[2].isdigit() or not 0 < int(parts[2]) < 65536:
         raise UsageError("%s: the port in %r must be a number 1..65535" % (name, spec))
@@ -176,6 +195,24 @@ def load_dev_keys(path):
                          "\"mk_c\": 32 hex} (%s)" % (path, e))
 
 
+def load_credentials(path):
+    """The broker login, kept out of the command line (ps shows it)."""
+    try:
+        with open(path) as f:
+            d = json.loads(f.read())
+    except OSError:
+        raise SetupError("credentials file %s not found or unreadable: check "
+                         "--mqtt-credentials" % path)
+    except ValueError:
+        raise SetupError("credentials file %s is not valid JSON: want {\"username\": ..., "
+                         "\"password\": ...}" % path)
+    if not isinstance(d, dict) or not isinstance(d.get("username"), str) or \
+            not isinstance(d.get("password", ""), str):
+        raise SetupError("credentials file %s: want {\"username\": text, \"password\": "
+                         "text}" % path)
+    return d["username"], d.get("password")
+
+
 def load_keystore(path):
     from keystore import KeyStore, KeyStoreError
     try:
@@ -219,6 +256,11 @@ def main(argv):
             config["keystore"] = load_keystore(opts["keystore"])
         elif opts["keys"]:
             config["keystore"] = load_dev_keys(opts["keys"])
+        if opts["mqtt-credentials"]:
+            config["mqtt"]["username"], config["mqtt"]["password"] = \
+                load_credentials(opts["mqtt-credentials"])
+        if opts["low-balance"] is not None:
+            config["low_balance"] = opts["low-balance"]
         run(board, config, opts)
     except UsageError as e:
         if not str(e):
