@@ -4,14 +4,20 @@ broker that is down, silent or refusing never touches a top-up; a kill or a
 power cut at any step of publishing loses nothing and duplicates nothing
 the head-end cannot drop by (t, seq). The head-end stand-in
 (broker_ctl.HeadEnd) checks every MAC with OpenSSL's SM4."""
+import json
 import os
 import signal
 import socket
+import subprocess
 import threading
 
 import pytest
 
+import card_sim
 from broker_ctl import MK_R, Broker, HeadEnd
+from card_sim_ctl import Output, free_port, make_card
+from meter_sim_ctl import MeterSim
+from mp_runner import MICROPYTHON, MP_PATH, ROOT
 from topup_ctl import Rig, build_mpy, meter_state
 
 METER = "000000000001"
@@ -37,6 +43,12 @@ def reporting(port, **kw):
     return {"mk_r": MK_R.hex(), "mqtt": conf}
 
 
+def make_rig(mpy, setup):
+    r = Rig([meter_state(METER)], mpy=mpy, heap=HEAP)
+    r.setup = setup
+    return r
+
+
 def topup_records(got, count):
     return [d for d in got.values() if d["kind"] == "topup" and d["count"] == count]
 
@@ -44,7 +56,7 @@ def topup_records(got, count):
 def test_one_topup_arrives_once_with_good_macs(mpy, broker):
     he = HeadEnd(broker.port)
     try:
-        with Rig([meter_state(METER)], mpy=mpy, heap=HEAP, setup=reporting(broker.port)) as rig:
+        with make_rig(mpy, reporting(broker.port)) as rig:
             rig.boot()
             p = rig.sell(METER, amount=2345)
             logs = rig.session(p)
@@ -59,7 +71,7 @@ def test_one_topup_arrives_once_with_good_macs(mpy, broker):
             for d in steps:
                 assert d["meter"] == METER and d["amount"] == 2345
                 assert d["card"] == p.serial.hex() and d["time"] == "261129200000"
-            res = [d for d in steps if d["step"] == "result"][0]
+            res = next(d for d in steps if d["step"] == "result")
             assert res["result"] == "credited" and res["after"][1] == p.count
             assert [d for d in got.values() if d["kind"] == "boot"]
             # once: nothing arrived twice
@@ -73,7 +85,7 @@ def test_broker_down_during_ten_topups_then_back(mpy, broker):
     """All ten arrive once the broker is back, in sequence order, once each."""
     he = HeadEnd(broker.port)  # its persistent session outlives the broker's restart
     try:
-        with Rig([meter_state(METER)], mpy=mpy, heap=HEAP, setup=reporting(broker.port)) as rig:
+        with make_rig(mpy, reporting(broker.port)) as rig:
             rig.boot()
             he.wait(lambda h: h.seqs())  # the boot record: reporting works
             broker.stop()
@@ -130,7 +142,7 @@ def _blackhole():
 
 
 def _run_topups(mpy, setup):
-    with Rig([meter_state(METER)], mpy=mpy, heap=HEAP, setup=setup) as rig:
+    with make_rig(mpy, setup) as rig:
         rig.boot()
         screens = []
         serial = rig.next_serial()
@@ -157,3 +169,193 @@ def test_a_silent_or_refusing_broker_never_touches_a_topup(mpy):
     refused, logs = _run_topups(mpy, reporting(free_port()))
     assert refused == base
     assert any("report: broker" in line and "retrying" in line for line in logs), logs
+
+
+def test_unix_board_reports_a_topup(tmp_path, broker):
+    """boards/unix/terminal.py --mqtt ... --mqtt-credentials: the real
+    terminal's top-up reaches the head-end once, MACs checked."""
+    meter = {"address": "000000000001", "customer": "112233445566", "balance": 11234,
+             "count": 1, "opened": True}
+    (tmp_path / "keys.json").write_text(json.dumps({
+        "terminal_id": "000000000099", "mk_m": "0123456789abcdeffedcba9876543210",
+        "mk_c": "fedcba98765432100123456789abcdef", "mk_r": MK_R.hex()}))
+    (tmp_path / "meters.json").write_text(json.dumps(
+        [{"address": meter["address"], "customer": meter["customer"]}]))
+    (tmp_path / "creds.json").write_text(json.dumps({"username": "t99", "password": "pw"}))
+    he = HeadEnd(broker.port)
+    slot = free_port()
+    with MeterSim(meters=[meter]) as sim:
+        term = subprocess.Popen(
+            [MICROPYTHON, os.path.join(ROOT, "boards/unix/terminal.py"), "--bus", sim.bus,
+             "--meters", str(tmp_path / "meters.json"), "--state", str(tmp_path / "state"),
+             "--keys", str(tmp_path / "keys.json"), "--auto-ok", "--display", "none",
+             "--card-slot", "tcp:127.0.0.1:%d" % slot, "--interval", "3600",
+             "--mqtt", "tcp:127.0.0.1:%d" % broker.port,
+             "--mqtt-credentials", str(tmp_path / "creds.json")],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            env=dict(os.environ, MICROPYPATH=MP_PATH))
+        out = Output(term.stdout)
+        try:
+            out.wait("card slot: listening on 127.0.0.1:%d" % slot)
+            card = card_sim.T0Sim("127.0.0.1", slot, make_card(amount=5000, count=2))
+            card.insert()
+            out.wait("card: shown; waiting for the pull")
+            card.pull()
+            out.wait("card: removed")
+            assert sim.meter(meter["address"])["count"] == 2
+            he.wait(lambda h: len(topup_records(h.check(), 2)) == 3)
+            out.wait("report: connected to 127.0.0.1:%d" % broker.port)
+        finally:
+            term.terminate()
+            term.wait(10)
+            out.close()
+            he.close()
+    got = he.check()
+    steps = sorted(topup_records(got, 2), key=lambda d: d["seq"])
+    assert [d["step"] for d in steps] == ["intent", "result", "done"]
+    assert steps[1]["result"] == "credited" and steps[1]["after"] == [16234, 2]
+    assert steps[2]["written"] is True
+    seqs = he.seqs()
+    assert len(seqs) == len(set(seqs))
+
+
+class MqttGate:
+    """A TCP proxy between the terminal and the broker that reads MQTT's
+    framing both ways. Closed, it drops every connection (the broker is
+    down). Open, it forwards, and `kill_at` = (n, phase) kills the terminal
+    (SIGKILL: a power cut) at the n-th journal PUBLISH: "before_send" (the
+    broker never gets it), "before_puback" (the broker has it, the terminal
+    never hears so), "after_puback" (the terminal has the PUBACK; its cursor
+    is saved lazily, so not yet on flash)."""
+
+    def __init__(self, broker_port, kill):
+        self.up = broker_port
+        self.kill = kill
+        self.open = False
+        self.kill_at = None
+        self.n = 0
+        self.killed = threading.Event()
+        self.lock = threading.Lock()
+        self.s = socket.socket()
+        self.s.bind(("127.0.0.1", 0))
+        self.s.listen(8)
+        self.port = self.s.getsockname()[1]
+        self._stop = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while not self._stop:
+            try:
+                c, _ = self.s.accept()
+            except OSError:
+                return
+            if not self.open:
+                c.close()
+                continue
+            u = socket.create_connection(("127.0.0.1", self.up))
+            pid = {}
+            threading.Thread(target=self._pump, args=(c, u, True, pid), daemon=True).start()
+            threading.Thread(target=self._pump, args=(u, c, False, pid), daemon=True).start()
+
+    @staticmethod
+    def _packet(sock):
+        head = sock.recv(1)
+        if not head:
+            return None
+        n, shift, raw = 0, 0, bytearray(head)
+        while True:
+            b = sock.recv(1)
+            if not b:
+                return None
+            raw += b
+            n |= (b[0] & 0x7F) << shift
+            shift += 7
+            if not b[0] & 0x80:
+                break
+        body = b""
+        while len(body) < n:
+            more = sock.recv(n - len(body))
+            if not more:
+                return None
+            body += more
+        return bytes(raw) + body, head[0] & 0xF0, body
+
+    def _pump(self, src, dst, from_terminal, pid):
+        try:
+            while True:
+                p = self._packet(src)
+                if p is None:
+                    break
+                raw, kind, body = p
+                action = None
+                with self.lock:
+                    if from_terminal and kind == 0x30:
+                        tl = int.from_bytes(body[:2], "big")
+                        if body[2:2 + tl].endswith(b"/journal"):
+                            self.n += 1
+                            if self.kill_at and self.kill_at[0] == self.n:
+                                pid["watch"] = body[2 + tl:4 + tl]
+                                action = "kill" if self.kill_at[1] == "before_send" else None
+                    elif not from_terminal and kind == 0x40 and body == pid.get("watch"):
+                        action = "kill" if self.kill_at[1] == "before_puback" else "after"
+                if action == "kill":
+                    self.kill()
+                    self.killed.set()
+                    break
+                dst.sendall(raw)
+                if action == "after":
+                    self.kill()
+                    self.killed.set()
+                    break
+        except OSError:
+            pass
+        for x in (src, dst):
+            x.close()
+
+    def close(self):
+        self._stop = True
+        self.s.close()
+
+
+@pytest.mark.parametrize("phase", ["before_send", "before_puback", "after_puback"])
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_kill_at_every_step_of_publishing(mpy, broker, n, phase):
+    """A boot record and one top-up's three steps wait (the broker was
+    down); the broker comes back and the terminal is killed at the n-th
+    publish, at `phase`; after the restart every seq arrives, any twice
+    only with the same body (dropped by (t, seq)), none missing."""
+    he = HeadEnd(broker.port)
+    gate = None
+    try:
+        with make_rig(mpy, {}) as rig:
+            gate = MqttGate(broker.port, lambda: rig.term.proc.send_signal(signal.SIGKILL))
+            rig.setup = reporting(gate.port)
+            rig.term.close()
+            rig.term = rig.start_terminal()
+            rig.boot()
+            p = rig.sell(METER)
+            assert "screen: success" in rig.session(p)
+            top = rig.term.cmd("status")["next_seq"] - 1
+            assert top == 4 and he.seqs() == []
+            gate.kill_at = (n, phase)
+            gate.open = True
+            assert gate.killed.wait(120), "the gate never saw publish %d" % n
+            rig.term.proc.wait(10)
+            rig.term.close()
+            gate.kill_at = None
+            rig.term = rig.start_terminal()
+            rig.boot()
+            top = rig.term.cmd("status")["next_seq"] - 1
+            he.wait(lambda h: h.has_through(top), 300)
+            got = he.check()  # every MAC good; a seq twice only with the same body
+            assert sorted(got) == list(range(1, top + 1))
+            if phase == "before_puback":  # the broker had it, the terminal did not know
+                assert he.seqs().count(n) == 2, he.seqs()
+            assert [d["step"] for d in sorted(topup_records(got, p.count),
+                                              key=lambda d: d["seq"])] == \
+                ["intent", "result", "done"]
+            rig.check()
+    finally:
+        he.close()
+        if gate is not None:
+            gate.close()

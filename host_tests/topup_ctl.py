@@ -200,9 +200,9 @@ class Rig:
 
     def __init__(self, meters, baud=115200, reply_delay_ms=1, poll=False, mode="cpu",
                  mitm=False, display=True, torn=1, interval=5, tmpdir=None, clock=CLOCK,
-                 mpy=None, blocks=64, heap=HEAP, setup=None):
+                 mpy=None, blocks=64, heap=HEAP):
         self.meter_states = meters
-        self.setup = setup or {}  # more of the harness's setup (reporting: mk_r, mqtt)
+        self.setup = {}  # more of the harness's setup (reporting: mk_r, mqtt), set before use
         self.sim = MeterSim(meters=meters, baud=baud, reply_delay_ms=reply_delay_ms)
         self.baud = baud
         self.poll = poll
