@@ -359,3 +359,44 @@ def test_kill_at_every_step_of_publishing(mpy, broker, n, phase):
         he.close()
         if gate is not None:
             gate.close()
+
+
+def test_power_cut_at_every_flash_operation_of_a_reported_topup(mpy, broker):
+    """The harness's flash loses power after k program/erase operations of a
+    top-up whose steps are being published (the journal, the event ring,
+    the cursor's save), for every k until a top-up runs uncut; the terminal
+    boots again each time and the card is re-inserted. In the end the
+    head-end has every seq, each body once (a repeat is the same bytes),
+    and the meter has every purchase once."""
+    he = HeadEnd(broker.port)
+    try:
+        with make_rig(mpy, reporting(broker.port)) as rig:
+            rig.boot()
+            serial = rig.next_serial()
+            cuts = 0
+            for k in range(1, 40):
+                p = rig.sell(METER, amount=100 + k, serial=serial)
+                since = rig.term.mark()
+                rig.term.cmd("arm", after=k)
+                rig.session(p)
+                if not rig.term.cmd("status")["cut"]:
+                    rig.term.cmd("disarm")
+                    rig.settle_card(p)
+                    break
+                cuts += 1
+                rig.wait_down(since)
+                rig.boot()
+                rig.settle_card(p)
+            else:
+                raise AssertionError("a top-up never ran uncut in 40 operations")
+            assert cuts >= 4
+            rig.check()
+            top = rig.term.cmd("status")["next_seq"] - 1
+            he.wait(lambda h: h.has_through(top), 300)
+            got = he.check()
+            assert sorted(got) == list(range(1, top + 1))
+            for p in rig.sold[METER]:  # every purchase reported as credited
+                assert any(d.get("result") == "credited" for d in topup_records(got, p.count)), \
+                    p.count
+    finally:
+        he.close()
