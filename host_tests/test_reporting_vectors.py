@@ -36,6 +36,6 @@ def test_firmware_openssl_and_the_contract_agree():
 
 def test_body_is_compact_json_in_the_order_given():
     fw = firmware([])
-    assert fw["body"] == '{"t":"000000000099","seq":1,"ok":true,"n":null,"l":[1,-2],' \
-        '"m":{"a":1,"b":"x"}}'
+    want = '{"t":"000000000099","seq":1,"ok":true,"n":null,"l":[1,-2],"m":{"a":1,"b":"x"}}'
+    assert fw["body"] == want
     json.loads(fw["body"])
