@@ -127,12 +127,14 @@ class App:
                 self.log("records: %d meters added" % added)
             k_r = self._reporting_key()
             self.journal = journal.Journal(root, self.terminal_id, board.clock,
+                                           config.get("journal_slots", journal.SLOTS),
                                            track=k_r is not None)
             if k_r is not None:  # events and alarms are for the head-end: only then
                 import alarms
                 import events
                 import reporter
-                self.events = events.Events(root, self.journal)
+                self.events = events.Events(root, self.journal,
+                                            config.get("event_slots", events.SLOTS))
                 self.reporter = reporter.Reporter(self, root, k_r, config["mqtt"])
                 self.alarms = alarms.Alarms(self._alarm, config.get("low_balance"))
             self.log("journal: next #%d, %d open" % (self.journal.next_seq,

@@ -232,6 +232,9 @@ class Harness:
                   "interval": s.get("interval", 5), "pulled_ms": 50,
                   "record_capacity": 40, "mqtt": s.get("mqtt"),
                   "low_balance": s.get("low_balance")}
+        for k in ("journal_slots", "event_slots"):  # small rings: fill them in a test
+            if s.get(k):
+                config[k] = s[k]
         self.up = True
         try:
             storage.mount(self.dev, ROOT)
