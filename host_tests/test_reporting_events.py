@@ -117,3 +117,23 @@ def test_a_silent_meter_alarms_once_and_once_back(mpy, broker):
             assert alarms.count(("relay_open", METER)) == 1
     finally:
         he.close()
+
+
+def test_a_key_store_without_a_reporting_key_does_not_report(mpy, broker):
+    """An old (v1) key store: the terminal says once (at boot) why it does
+    not report, sells as ever, and publishes nothing."""
+    he = HeadEnd(broker.port)
+    try:
+        rig = Rig([meter_state(METER)], mpy=mpy, heap=HEAP)
+        rig.setup = {"mqtt": reporting(broker.port)["mqtt"]}  # no mk_r
+        with rig:
+            rig.boot()
+            logs = rig.session(rig.sell(METER))
+            assert "screen: success" in logs
+            rig.check()
+            said = [line for line in rig.term.logs() if line.startswith("report: ")]
+            assert len(said) == 1 and said[0].startswith("report: off: the key store has no "
+                                                         "reporting key"), said
+        assert he.got == []
+    finally:
+        he.close()
