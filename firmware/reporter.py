@@ -48,6 +48,27 @@ def _rand(n):
         return time.ticks_ms() % n
 
 
+def _tls(conf, log):
+    """TLS: the broker's certificate checked against conf["ca"] (a CA
+    certificate file, DER or PEM); without one the link is encrypted but the
+    broker unauthenticated (the reports are still MACed)."""
+    import ssl
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ca = conf.get("ca")
+    if not ca:
+        log("report: TLS without a CA certificate: the broker is not authenticated")
+        return ctx
+    with open(ca, "rb") as f:
+        data = f.read()
+    if data.startswith(b"-----BEGIN"):  # mbedtls here takes DER only
+        import binascii
+        data = binascii.a2b_base64(b"".join(
+            line for line in data.split(b"\n") if line.strip() and not line.startswith(b"-----")))
+    ctx.load_verify_locations(cadata=data)
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    return ctx
+
+
 class Reporter:
     def __init__(self, app, root, k_r, conf):
         self.app = app
@@ -69,10 +90,7 @@ class Reporter:
         self.wake = asyncio.Event()
         j.written = self.wake.set
         j.keep = self._keep
-        ssl = None
-        if conf.get("tls"):
-            import ssl as _ssl
-            ssl = _ssl.SSLContext(_ssl.PROTOCOL_TLS_CLIENT)
+        ssl = _tls(conf, app.log) if conf.get("tls") else None
         self.client = mqtt.MQTTClient("terminal-" + tid, conf["host"], conf["port"],
                                       conf.get("username"), conf.get("password"), ssl=ssl,
                                       timeout_ms=conf.get("timeout_ms", 10000))
@@ -191,7 +209,8 @@ class Reporter:
             except asyncio.CancelledError:
                 c.close()
                 raise
-            except (OSError, EOFError, asyncio.TimeoutError, mqtt.MQTTError) as e:
+            except Exception as e:  # noqa: BLE001 - OSError, EOFError, timeout, MQTTError,
+                # a TLS failure (ValueError here): this task must never end
                 c.close()
                 self._say("report: broker %s:%d: %s %s (retrying)" % (
                     c.host, c.port, type(e).__name__, e))

@@ -45,12 +45,60 @@ def mac(key, topic, body):
     return (e.update(data) + e.finalize())[-16:].hex()
 
 
+def make_certs(d, name="localhost"):
+    """A CA and a server certificate for `name`, signed by it: PEM files
+    in d -> (ca.pem, server.pem, server.key)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+    days = dt.timedelta(days=3650)
+
+    def cert(subject, issuer, pub, key, ca, san=None):
+        b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+             .public_key(pub).serial_number(x509.random_serial_number())
+             .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + days)
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if san:
+            b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), False)
+        return b.sign(key, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    ca = cert(ca_name, ca_name, ca_key.public_key(), ca_key, True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    srv = cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]), ca_name,
+               key.public_key(), ca_key, False, name)
+    paths = [os.path.join(d, n) for n in ("ca.pem", "server.pem", "server.key")]
+    for path, data in zip(paths, (ca.public_bytes(serialization.Encoding.PEM),
+                                  srv.public_bytes(serialization.Encoding.PEM),
+                                  key.private_bytes(serialization.Encoding.PEM,
+                                                    serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption()))):
+        with open(path, "wb") as f:
+            f.write(data)
+    return paths
+
+
 class Broker:
-    def __init__(self):
+    """tls: a second listener (tls_port) with a certificate for localhost
+    signed by the CA in self.ca."""
+
+    def __init__(self, tls=False):
         self.port = free_port()
         self.dir = tempfile.mkdtemp(prefix="mosq_")
         self.conf = os.path.join(self.dir, "mosquitto.conf")
+        self.tls_port = self.ca = None
         with open(self.conf, "w") as f:
+            if tls:
+                self.tls_port = free_port()
+                self.ca, crt, key = make_certs(self.dir)
+                f.write("per_listener_settings false\nlistener %d 127.0.0.1\n"
+                        "certfile %s\nkeyfile %s\n" % (self.tls_port, crt, key))
             # user: as root, mosquitto would drop to "mosquitto", who cannot
             # write the sessions into our temporary directory
             f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\n"

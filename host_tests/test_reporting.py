@@ -400,3 +400,29 @@ def test_power_cut_at_every_flash_operation_of_a_reported_topup(mpy, broker):
                     p.count
     finally:
         he.close()
+
+
+def test_tls_to_a_broker_whose_certificate_is_checked(mpy, tmp_path):
+    """--mqtt tls:...: a broker whose certificate chains to the configured
+    CA gets the reports; one signed by another CA gets nothing, and the
+    top-ups go on as ever."""
+    from broker_ctl import make_certs
+    with Broker(tls=True) as broker:
+        he = HeadEnd(broker.port)  # the head-end on the plain listener
+        other_ca = make_certs(str(tmp_path))[0]
+        try:
+            for ca, good in ((other_ca, False), (broker.ca, True)):
+                setup = reporting(broker.tls_port, tls=True, ca=ca)
+                setup["mqtt"]["host"] = "localhost"
+                with make_rig(mpy, setup) as rig:
+                    rig.boot()
+                    p = rig.sell(METER)
+                    assert "screen: success" in rig.session(p)
+                    if good:
+                        he.wait(lambda h: len(topup_records(h.check(), p.count)) == 3)
+                    else:
+                        rig.term.wait_log("report: broker localhost:%d" % broker.tls_port)
+                        assert he.got == []
+                    rig.check()
+        finally:
+            he.close()

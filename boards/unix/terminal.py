@@ -36,11 +36,13 @@ USAGE = """usage: micropython boards/unix/terminal.py --bus BUS --meters FILE [o
   --mqtt tcp:HOST:PORT | tls:HOST:PORT  report to the head-end's MQTT broker
                                      (needs a key store with a reporting key)
   --mqtt-credentials FILE            the broker login: {"username", "password"}
+  --mqtt-ca FILE                     with tls: the CA certificate the broker's must
+                                     chain to (PEM or DER)
   --low-balance FEN                  alarm when a polled balance is under it"""
 
 _VALUED = ("--bus", "--meters", "--baud", "--interval", "--card-slot", "--keystore",
            "--display", "--screenshot", "--lang", "--hint", "--state", "--keys", "--mqtt",
-           "--mqtt-credentials", "--low-balance")
+           "--mqtt-credentials", "--mqtt-ca", "--low-balance")
 _STATES = ("active", "replaced", "awaiting_opening")
 _BAUDS = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 
@@ -57,7 +59,7 @@ def parse_args(argv):
     opts = {"bus": None, "meters": None, "once": False, "baud": "2400", "interval": "5",
             "card-slot": None, "keystore": None, "display": None, "screenshot": None,
             "lang": "zh", "hint": None, "auto-ok": False, "state": None, "keys": None,
-            "mqtt": None, "mqtt-credentials": None, "low-balance": None}
+            "mqtt": None, "mqtt-credentials": None, "mqtt-ca": None, "low-balance": None}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -108,8 +110,10 @@ def parse_args(argv):
         if not opts["state"]:
             raise UsageError("--mqtt needs --state DIR (the journal is what it reports)")
         opts["mqtt"] = {"host": host, "port": port, "tls": tls}
-    elif opts["mqtt-credentials"]:
-        raise UsageError("--mqtt-credentials needs --mqtt (the broker)")
+        if opts["mqtt-ca"] and not tls:
+            raise UsageError("--mqtt-ca needs --mqtt tls:HOST:PORT")
+    elif opts["mqtt-credentials"] or opts["mqtt-ca"]:
+        raise UsageError("--mqtt-credentials and --mqtt-ca need --mqtt (the broker)")
     if opts["low-balance"] is not None:
         opts["low-balance"] = _number("--low-balance", opts["low-balance"])
     return opts
@@ -259,6 +263,13 @@ def main(argv):
         if opts["mqtt-credentials"]:
             config["mqtt"]["username"], config["mqtt"]["password"] = \
                 load_credentials(opts["mqtt-credentials"])
+        if opts["mqtt-ca"]:
+            try:
+                open(opts["mqtt-ca"], "rb").close()
+            except OSError:
+                raise SetupError("CA certificate %s not found or unreadable: check --mqtt-ca"
+                                 % opts["mqtt-ca"])
+            config["mqtt"]["ca"] = opts["mqtt-ca"]
         if opts["low-balance"] is not None:
             config["low_balance"] = opts["low-balance"]
         run(board, config, opts)
