@@ -139,7 +139,8 @@ class App:
                 self.alarms = alarms.Alarms(self._alarm, config.get("low_balance"))
             self.log("journal: next #%d, %d open" % (self.journal.next_seq,
                                                       len(self.journal.open_entries())))
-            self.event("boot", reason="power_on", open=len(self.journal.open_entries()))
+            self.event("boot", reason="power_on",
+                       open=sum(1 for e in self.journal.open_entries() if not e.settled))
         # the bus last: a flash that cannot be used is said before a bus is tried
         bus = board.bus(config)
         self.client = MeterClient(bus) if bus is not None else None

@@ -82,8 +82,8 @@ class Reporter:
         self.cursor, self.boots = 0, 0
         try:
             self.cursor, self.boots = struct.unpack("<II", storage.read_checked(self.path, 8))
-        except (storage.StorageError, ValueError):
-            pass  # never reported: everything on flash goes out
+        except (storage.StorageError, ValueError, OSError):
+            pass  # never reported (or unreadable): everything on flash goes out again
         self.boots += 1
         self._saved = -1  # the boot count is new: saved at the first chance
         j.acked = self.cursor
