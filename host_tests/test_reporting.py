@@ -38,7 +38,7 @@ def broker():
 
 
 def reporting(port, **kw):
-    conf = {"host": "127.0.0.1", "port": port, "timeout_ms": 3000}
+    conf = {"host": "127.0.0.1", "port": port}
     conf.update(kw)
     return {"mk_r": MK_R.hex(), "mqtt": conf}
 
@@ -74,9 +74,10 @@ def test_one_topup_arrives_once_with_good_macs(mpy, broker):
             res = next(d for d in steps if d["step"] == "result")
             assert res["result"] == "credited" and res["after"][1] == p.count
             assert [d for d in got.values() if d["kind"] == "boot"]
-            # once: nothing arrived twice
-            seqs = he.seqs()
-            assert len(seqs) == len(set(seqs)) and seqs == sorted(seqs)
+            # once at the head-end, in order: QoS 1 may deliver twice (a PUBACK
+            # late on a loaded machine: the terminal reconnects and sends it
+            # again), check() found any repeat the same bytes, dropped by (t, seq)
+            assert list(dict.fromkeys(he.seqs())) == sorted(got)
     finally:
         he.close()
 
@@ -218,8 +219,7 @@ def test_unix_board_reports_a_topup(tmp_path, broker):
     assert [d["step"] for d in steps] == ["intent", "result", "done"]
     assert steps[1]["result"] == "credited" and steps[1]["after"] == [16234, 2]
     assert steps[2]["written"] is True
-    seqs = he.seqs()
-    assert len(seqs) == len(set(seqs))
+    assert list(dict.fromkeys(he.seqs())) == sorted(got)
 
 
 class MqttGate:
@@ -353,7 +353,7 @@ def test_kill_at_every_step_of_publishing(mpy, broker, n, phase):
             got = he.check()  # every MAC good; a seq twice only with the same body
             assert sorted(got) == list(range(1, top + 1))
             if phase == "before_puback":  # the broker had it, the terminal did not know
-                assert he.seqs().count(n) == 2, he.seqs()
+                assert he.seqs().count(n) >= 2, he.seqs()
             assert [d["step"] for d in sorted(topup_records(got, p.count),
                                               key=lambda d: d["seq"])] == \
                 ["intent", "result", "done"]
