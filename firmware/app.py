@@ -29,7 +29,9 @@ state), "keystore" (a keystore.KeyStore), "interval" (s between polls),
 "once" (poll once, report, stop), "lang", "auto_ok" (confirm every
 question: tests and benchmarks; never a technician's), "keystore_path"
 (where re-registration saves the key store; None: it cannot keep a key
-package).
+package), "mqtt" (the head-end's broker: {"host", "port", "username",
+"password", "tls"}; none: no reporting), "low_balance" (fen: a polled
+balance under it raises an alarm).
 
 Tasks: the screen's owner (ui.UI.run) and the key router (ui.UI.keys), the
 card slot (a card in -> topup.serve), and the bus poller. The bus has one
@@ -125,7 +127,7 @@ class App:
             self.ui = ui.UI(display, board.clock, config.get("lang", "zh"), log=self.log)
         if self.ui is not None:
             self.ui.idle_keys = IdlePages(self)
-        self.records = self.journal = None
+        self.records = self.journal = self.events = self.reporter = self.alarms = None
         root = None if config.get("once") else board.storage(config)
         self.records_root = root
         if root is not None:
@@ -136,12 +138,25 @@ class App:
             added = self.records.seed(config.get("seed") or ())
             if added:
                 self.log("records: %d meters added" % added)
-            self.journal = journal.Journal(root, self.terminal_id, board.clock)
+            k_r = self._reporting_key()
+            self.journal = journal.Journal(root, self.terminal_id, board.clock,
+                                           config.get("journal_slots", journal.SLOTS),
+                                           track=k_r is not None)
+            if k_r is not None:  # events and alarms are for the head-end: only then
+                import alarms
+                import events
+                import reporter
+                self.events = events.Events(root, self.journal,
+                                            config.get("event_slots", events.SLOTS))
+                self.reporter = reporter.Reporter(self, root, k_r, config["mqtt"])
+                self.alarms = alarms.Alarms(self._alarm, config.get("low_balance"))
             self.log("journal: next #%d, %d open" % (self.journal.next_seq,
                                                       len(self.journal.open_entries())))
             if _exists(root + "/tech/pending") or _exists(root + "/tech/pending.tmp"):
                 import reregistration  # one a power cut interrupted
                 reregistration.finish(self)
+            self.event("boot", reason="power_on",
+                       open=sum(1 for e in self.journal.open_entries() if not e.settled))
         # the bus last: a flash that cannot be used is said before a bus is tried
         bus = board.bus(config)
         self.client = MeterClient(bus) if bus is not None else None
@@ -157,13 +172,39 @@ class App:
     def log(self, line):
         self.board.report("log", line)
 
+    def _reporting_key(self):
+        """K_r when the terminal reports: a broker configured and a key
+        store provisioned with a reporting key."""
+        if not self.config.get("mqtt"):
+            return None
+        k_r = self.keystore.reporting_key if self.keystore else None
+        if k_r is None:
+            self.log("report: off: the key store has no reporting key (provisioned "
+                     "before reporting): re-provision it to report")
+        return k_r
+
     def event(self, kind, **fields):
         """Journal something that is not a top-up: a refusal, a technician's
         action (with the technician card's serial), an alarm. Each gets the
         terminal's next sequence number and reaches the head-end like a
         top-up (docs/reporting.md). Never raises: an event that cannot be
         written is logged, and the resident's flow goes on."""
-        self.log("event: %s %s" % (kind, " ".join("%s=%s" % kv for kv in sorted(fields.items()))))
+        items = sorted(fields.items())
+        self.log("event: %s %s" % (kind, " ".join("%s=%s" % kv for kv in items)))
+        if self.events is not None:
+            try:
+                seq = self.events.add(kind, items)
+                self.log("event: journalled #%d" % seq)
+            except Exception as e:  # noqa: BLE001 - flash full, ring full: said, flow goes on
+                self.log("event: %s not journalled: %s %s" % (kind, type(e).__name__, e))
+        if kind == "refusal" and self.alarms is not None:
+            self.alarms.refused(fields.get("screen"))
+
+    def _alarm(self, name, meter, detail):
+        if meter is None:
+            self.event("alarm", alarm=name, detail=detail)
+        else:
+            self.event("alarm", alarm=name, meter=meter, detail=detail)
 
     def selftest(self):
         """The factory self-test from the keypad (firmware/selftest_ui.py),
@@ -195,6 +236,8 @@ class App:
                     self.status[m] = await self.client.status(m)
                 except Exception as e:  # noqa: BLE001 - one meter must not stop the poll
                     self.status[m] = "%s: %s" % (type(e).__name__, e)
+            if self.alarms is not None:
+                self.alarms.polled(m, self.status[m])
         self.board.report("table", self.table())
 
     async def poller(self):
@@ -282,6 +325,8 @@ class App:
             spawn(asyncio.create_task(recovery.settle_all(self)))
         if self.client is not None and self.meters:
             spawn(asyncio.create_task(self.poller()))
+        if self.reporter is not None:
+            spawn(asyncio.create_task(self.reporter.run()))
         return self
 
     def stop(self):

@@ -39,6 +39,7 @@ per block.
 import binascii
 import os
 import struct
+from array import array
 
 from micropython import const
 
@@ -136,12 +137,20 @@ class Entry:
 
 
 class Journal:
-    def __init__(self, root, terminal="000000000000", clock=None, slots=SLOTS):
+    def __init__(self, root, terminal="000000000000", clock=None, slots=SLOTS, track=False):
         self.dir = root + "/jrn"
         self.terminal = terminal
         self.clock = clock
         self.slots = slots
-        self.next_seq = 1
+        self.next_seq = 1  # one counter for the journal and events.Events
+        # Reporting (track, reporter.py): acked is the highest sequence number
+        # the broker acknowledged, None when the terminal does not report (any
+        # settled slot may then be reused); seqs[3 * slot + step] is each
+        # step's number, so a slot whose steps wait is never reused.
+        self.acked = None
+        self.seqs = array("I", [0] * (3 * slots)) if track else None
+        self.written = None  # called after each step is on flash (wakes the reporter)
+        self.keep = None  # called with (entry, step) before an unreported step is rewritten
         self._next_slot = 0
         self._open = {}  # slot -> Entry: unsettled or awaiting write-back
         self._last = {}  # meter -> last count credited here
@@ -170,6 +179,7 @@ class Journal:
             if e is None:
                 continue
             e.slot = slot
+            self._track(e)
             top = max(s[0] for s in e.steps)
             if top >= self.next_seq:
                 self.next_seq = top + 1
@@ -189,23 +199,41 @@ class Journal:
         with open(self._path(e.slot), "wb") as f:
             f.write(e.pack())
         self.next_seq += 1  # only once it is on flash
+        self._track(e)
+        if self.written is not None:
+            self.written()
+
+    def _track(self, e):
+        if self.seqs is not None:
+            for i in range(3):
+                self.seqs[3 * e.slot + i] = e.steps[i][0]
+
+    def reusable(self, slot):
+        """Every step in the slot reported (or no reporting), and not the
+        terminal's newest record, which keeps the counter across a cut."""
+        if self.seqs is None:
+            return True
+        top = max(self.seqs[3 * slot], self.seqs[3 * slot + 1], self.seqs[3 * slot + 2])
+        return top != self.next_seq - 1 and (self.acked is None or top <= self.acked)
 
     def _free_slot(self):
         for i in range(self.slots):
             slot = (self._next_slot + i) % self.slots
-            if slot not in self._open:
+            if slot not in self._open and self.reusable(slot):
                 return slot
         # Every slot open: one that only awaits a card's write-back gives way
         # (its meter is settled); an unsettled one never does.
-        e = self._oldest_awaiting()
+        e = self._oldest_awaiting(True)
         if e is None:
-            raise JournalFull("every journal slot holds an unsettled top-up")
+            raise JournalFull("every journal slot holds an unsettled or unreported top-up")
         self._open.pop(e.slot)
         return e.slot
 
-    def _oldest_awaiting(self):
+    def _oldest_awaiting(self, reusable=False):
         old = None
         for e in self._open.values():
+            if reusable and not self.reusable(e.slot):
+                continue
             if e.settled and (old is None or e.seq < old.seq):
                 old = e
         return old
@@ -223,6 +251,8 @@ class Journal:
 
     def settle(self, e, result, after=None, relay_open=False):
         """Write what the MAC-checked read-back showed (or UNCONFIRMED)."""
+        if e.steps[1][0] and self.keep is not None:
+            self.keep(e, 1)  # an unconfirmed result, settled now: its report stays
         e.result = result
         if after is not None:
             e.after_balance, e.after_count = after.balance, after.count

@@ -47,7 +47,7 @@ async def serve(app, reader):
     except CardRemoved:
         return await _pulled(app)
     except Exception as e:  # noqa: BLE001 - every card fault has its screen
-        return await _refuse(app, reader, refusals.screen_for(e), e)
+        return await _refuse(app, reader, refusals.screen_for(e), e)  # nothing known yet
     for line in info.lines():
         log(line)
     if info.card_type == cf.TECHNICIAN:  # technician mode (firmware/technician.py)
@@ -58,7 +58,7 @@ async def serve(app, reader):
     #    terminal does not manage, cards with nothing to credit.
     why = refusals.card_refusal(info, app.records)
     if why:
-        return await _refuse(app, reader, why)
+        return await _refuse(app, reader, why, info=info)
 
     # A card showing a later purchase will never need an older write-back.
     app.journal.supersede(info.serial, info.count)
@@ -67,7 +67,7 @@ async def serve(app, reader):
     rec = app.records.get(info.meter)
     why = _record_refusal(rec, info)
     if why:
-        return await _refuse(app, reader, why)
+        return await _refuse(app, reader, why, info=info)
 
     # 4. The resident confirms the purchase on the keypad.
     key = await app.ask("card_info", (keypad.OK, keypad.CANCEL), _CONFIRM_MS,
@@ -77,7 +77,7 @@ async def serve(app, reader):
         return await _done(app, reader, "cancelled")
     log("card: confirmed")
     if app.client is None:  # a terminal with no meter bus sells nothing
-        return await _refuse(app, reader, "out_of_service")
+        return await _refuse(app, reader, "out_of_service", info=info)
 
     # 5. The meter session. The bus is ours from its first frame to its
     #    last; what the resident sees comes after it is released.
@@ -130,22 +130,26 @@ async def _meter_refused(app, card, reader, info, entry, err):
     """Everything but a confirmed credit: journal it, tell the card, say why."""
     log = app.log
     if isinstance(err, str):
-        return await _refuse(app, reader, err)
+        return await _refuse(app, reader, err, info=info)
     log("meter: %s: %s" % (type(err).__name__, err))
-    if isinstance(err, Unconfirmed):  # sent, outcome unknown: settled later
+    if isinstance(err, Unconfirmed):  # sent, outcome unknown: settled later (journalled)
         if entry is not None:
             app.journal.settle(entry, journal.UNCONFIRMED)
         return await _refuse(app, reader, "topup_unconfirmed")
     if isinstance(err, Refused):  # sent, refused; a fresh read-back shows nothing landed
         app.journal.settle(entry, journal.NOT_CREDITED, err.after)
-        return await _write_back(app, card, reader, err.after, cf.RET_REFUSED, None,
-                                 refusals.screen_for(err.reason))
+        screen = refusals.screen_for(err.reason)
+        _journal_refusal(app, screen, info)
+        return await _write_back(app, card, reader, err.after, cf.RET_REFUSED, None, screen)
     if isinstance(err, CountError):  # nothing sent: card and meter counts disagree
+        _journal_refusal(app, "count_error", info)
         return await _write_back(app, card, reader, err.status, cf.RET_COUNT_ERROR, None,
                                  "count_error")
+    if isinstance(err, journal.JournalFull):  # every slot waits for the head-end
+        app.event("alarm", alarm="journal_full", detail=str(err))
     if isinstance(err, OSError) and not isinstance(err, dlt645.DLTError):
-        return await _refuse(app, reader, "out_of_service")  # no journal, no sale
-    return await _refuse(app, reader, refusals.screen_for(err), err)
+        return await _refuse(app, reader, "out_of_service", info=info)  # no journal, no sale
+    return await _refuse(app, reader, refusals.screen_for(err), err, info=info)
 
 
 def _opened(app, rec):
@@ -213,12 +217,23 @@ async def _pulled(app, screen="card_pulled"):
     app.log("card: removed")
 
 
-async def _refuse(app, reader, screen, error=None):
+async def _refuse(app, reader, screen, error=None, info=None):
     if error is not None:
         app.log("card: refused %s: %s" % (type(error).__name__, error))
     else:
         app.log("card: refused %s" % screen)
+    if screen != "topup_unconfirmed":  # that one is the journal entry's own result
+        _journal_refusal(app, screen, info)
     return await _done(app, reader, screen)
+
+
+def _journal_refusal(app, screen, info):
+    """A refusal reaches the head-end with what was known of the card."""
+    if info is None:
+        app.event("refusal", screen=screen)
+    else:
+        app.event("refusal", screen=screen, meter=info.meter, customer=info.customer,
+                  card=info.serial.hex(), amount=info.amount, count=info.count)
 
 
 async def _done(app, reader, screen, **fields):

@@ -145,3 +145,43 @@ def test_flash_image_of_another_size(tmp_path, meters):
     (state / "flash.img").write_bytes(b"\xff" * 4096)
     one_line_error(*run("--bus", "tcp:127.0.0.1:1", "--meters", meters, "--state", str(state),
                         "--display", "none"), "--state", "flash image")
+
+
+_REPORT = ["--bus", "tcp:127.0.0.1:1", "--meters", "m", "--state", "s"]
+
+
+@pytest.mark.parametrize("args,words", [
+    (["--mqtt", "127.0.0.1:1883"] + _REPORT, ["--mqtt", "tcp:HOST:PORT"]),
+    (["--mqtt", "tcp::1883"] + _REPORT, ["--mqtt", "tcp:HOST:PORT"]),
+    (["--mqtt", "tcp:broker:99999"] + _REPORT, ["--mqtt", "1..65535"]),
+    (["--mqtt", "tcp:broker:1883", "--bus", "tcp:127.0.0.1:1", "--meters", "m"],
+     ["--mqtt needs --state"]),
+    (["--mqtt-credentials", "c.json"] + _REPORT, ["--mqtt-credentials and --mqtt-ca need --mqtt"]),
+    (["--low-balance", "-5"] + _REPORT, ["--low-balance", "whole"]),
+])
+def test_bad_reporting_options(args, words):
+    one_line_error(*run(*args), *words)
+
+
+@pytest.mark.parametrize("content,words", [
+    (None, ["not found", "--mqtt-credentials"]),
+    ("{user", ["not valid JSON"]),
+    ('{"username": 5}', ["username"]),
+    ('["u", "p"]', ["username"]),
+])
+def test_bad_credentials_files(tmp_path, meters, content, words):
+    p = tmp_path / "creds.json"
+    if content is not None:
+        p.write_text(content)
+    one_line_error(*run("--bus", "tcp:127.0.0.1:1", "--meters", meters, "--state",
+                        str(tmp_path / "s"), "--mqtt", "tcp:127.0.0.1:1883",
+                        "--mqtt-credentials", str(p), "--display", "none"), *words)
+
+
+def test_mqtt_ca_needs_tls_and_a_readable_file(tmp_path, meters):
+    one_line_error(*run("--mqtt-ca", "ca.pem", "--mqtt", "tcp:broker:8883", *_REPORT),
+                   "--mqtt-ca needs --mqtt tls:")
+    one_line_error(*run("--bus", "tcp:127.0.0.1:1", "--meters", meters, "--state",
+                        str(tmp_path / "s"), "--mqtt", "tls:127.0.0.1:8883", "--mqtt-ca",
+                        str(tmp_path / "nope.pem"), "--display", "none"),
+                   "nope.pem", "--mqtt-ca")

@@ -202,6 +202,7 @@ class Rig:
                  mitm=False, display=True, torn=1, interval=5, tmpdir=None, clock=CLOCK,
                  mpy=None, blocks=64, heap=HEAP):
         self.meter_states = meters
+        self.setup = {}  # more of the harness's setup (reporting: mk_r, mqtt), set before use
         self.sim = MeterSim(meters=[{k: v for k, v in m.items()  # the record's, not the meter's
                                      if k not in ("record_customer", "record_state")}
                                     for m in meters], baud=baud, reply_delay_ms=reply_delay_ms)
@@ -229,27 +230,31 @@ class Rig:
 
     def __enter__(self):
         self.sim.start()
-        bus = self.sim.bus
         if self.mitm_wanted:
             self.mitm = Mitm(self.sim.host, self.sim.port)
-            bus = "tcp:127.0.0.1:%d" % self.mitm.port
         self.slot = free_port()
-        seed = [{"address": m["address"], "meter_number": m["address"],
-                 "customer": m.get("record_customer", m["customer"]),
-                 "state": m.get("record_state", "active")} for m in self.meter_states]
-        setup = dict(self.extra)
-        setup.update({"bus": bus, "baud": self.baud, "slot": self.slot, "seed": seed,
-                      "poll": [m["address"] for m in self.meter_states]
-                      if self.poll else [], "interval": self.interval,
-                      "mode": self.mode, "torn": self.torn, "display": self.display,
-                      "clock": self.clock, "flash": self.image, "blocks": self.blocks,
-                      "image": self.image, "mk_m": MK_M, "terminal_id": TERMINAL})
-        self.term = Terminal(mpy=self.mpy, heap=self.heap, setup=setup)
+        self.term = self.start_terminal()
         for m in self.meter_states:
             st = self.sim.meter(m["address"])
             self.initial[m["address"]] = (st["balance"], st["count"])
             self.sold[m["address"]] = []
         return self
+
+    def start_terminal(self):
+        """The micropython process (again after a kill: its flash is the image file)."""
+        seed = [{"address": m["address"], "meter_number": m["address"],
+                 "customer": m.get("record_customer", m["customer"]),
+                 "state": m.get("record_state", "active")} for m in self.meter_states]
+        bus = self.sim.bus if self.mitm is None else "tcp:127.0.0.1:%d" % self.mitm.port
+        setup = {"bus": bus, "baud": self.baud, "slot": self.slot, "seed": seed,
+                 "poll": [m["address"] for m in self.meter_states] if self.poll else [],
+                 "interval": self.interval, "mode": self.mode, "torn": self.torn,
+                 "display": self.display, "clock": self.clock, "flash": self.image,
+                 "blocks": self.blocks, "image": self.image, "mk_m": MK_M,
+                 "terminal_id": TERMINAL}
+        setup.update(self.extra)
+        setup.update(self.setup)
+        return Terminal(mpy=self.mpy, heap=self.heap, setup=setup)
 
     def __exit__(self, *exc):
         if self.term is not None:

@@ -127,14 +127,16 @@ class Harness:
 
 
 def run(sim, records, topups, heap="512k", fill=0, timeout=120, mp_path=MP_PATH,
-        card_timeout_ms=30000):
-    """Boot the terminal, serve `topups` cards for METER -> (result, error)."""
+        card_timeout_ms=30000, extra=None):
+    """Boot the terminal, serve `topups` cards for METER -> (result, error).
+    extra: more of the harness's configuration (tools/bench_report.py)."""
     slot = free_port()
     tmp = tempfile.mkdtemp(prefix="bench_topup_")
     cfg = {"image": os.path.join(tmp, "flash.img"), "bus": sim.bus, "baud": BUS_BAUD,
            "slot": "tcp:127.0.0.1:%d" % slot, "keys": KEYS,
            "records": records, "topups": topups, "fill": fill, "timeout_ms": card_timeout_ms,
            "open_meters": OPEN_ENTRIES if fill else []}
+    cfg.update(extra or {})
     h = Harness(cfg, heap, mp_path)
     card = None
     stats = []

@@ -34,11 +34,17 @@ USAGE = """usage: micropython boards/unix/terminal.py --bus BUS --meters FILE [o
   --hint TEXT                        a help line kept under the panel
   --auto-ok                          answer OK to every question (tests, benchmarks)
   --inbox DIR                        key packages for re-registration (<--state>/inbox)
-  --keypad stdin                     keys from stdin even without the panel (tests)"""
+  --keypad stdin                     keys from stdin even without the panel (tests)
+  --mqtt tcp:HOST:PORT | tls:HOST:PORT  report to the head-end's MQTT broker
+                                     (needs a key store with a reporting key)
+  --mqtt-credentials FILE            the broker login: {"username", "password"}
+  --mqtt-ca FILE                     with tls: the CA certificate the broker's must
+                                     chain to (PEM or DER)
+  --low-balance FEN                  alarm when a polled balance is under it"""
 
 _VALUED = ("--bus", "--meters", "--baud", "--interval", "--card-slot", "--keystore",
            "--display", "--screenshot", "--lang", "--hint", "--state", "--keys", "--inbox",
-           "--keypad")
+           "--keypad", "--mqtt", "--mqtt-credentials", "--mqtt-ca", "--low-balance")
 _STATES = ("active", "replaced", "awaiting_opening")
 _BAUDS = (300, 600, 1200, 2400, 4800, 9600, 19200, 38400, 57600, 115200)
 
@@ -55,7 +61,8 @@ def parse_args(argv):
     opts = {"bus": None, "meters": None, "once": False, "baud": "2400", "interval": "5",
             "card-slot": None, "keystore": None, "display": None, "screenshot": None,
             "lang": "zh", "hint": None, "auto-ok": False, "state": None, "keys": None,
-            "inbox": None, "keypad": None}
+            "inbox": None, "keypad": None,
+            "mqtt": None, "mqtt-credentials": None, "mqtt-ca": None, "low-balance": None}
     i = 0
     while i < len(argv):
         a = argv[i]
@@ -99,6 +106,21 @@ def parse_args(argv):
         _tcp_spec("--bus", opts["bus"])
     if opts["card-slot"]:
         _tcp_spec("--card-slot", opts["card-slot"])
+    if opts["mqtt"]:
+        tls = opts["mqtt"].startswith("tls:")
+        host, port = _tcp_spec("--mqtt", "tcp:" + opts["mqtt"][4:] if tls else opts["mqtt"])
+        if not host:
+            raise UsageError("--mqtt wants tcp:HOST:PORT or tls:HOST:PORT, not %r"
+                             % opts["mqtt"])
+        if not opts["state"]:
+            raise UsageError("--mqtt needs --state DIR (the journal is what it reports)")
+        opts["mqtt"] = {"host": host, "port": port, "tls": tls}
+        if opts["mqtt-ca"] and not tls:
+            raise UsageError("--mqtt-ca needs --mqtt tls:HOST:PORT")
+    elif opts["mqtt-credentials"] or opts["mqtt-ca"]:
+        raise UsageError("--mqtt-credentials and --mqtt-ca need --mqtt (the broker)")
+    if opts["low-balance"] is not None:
+        opts["low-balance"] = _number("--low-balance", opts["low-balance"])
     return opts
 
 
@@ -110,7 +132,7 @@ def _number(name, v):
 
 def _tcp_spec(name, spec):
     parts = spec.split(":")
-    if len(parts) != 3 or (not parts[1] and name == "--bus"):
+    if len(parts) != 3 or parts[0] != "tcp" or (not parts[1] and name != "--card-slot"):
         raise UsageError("%s wants tcp:HOST:PORT, not %r" % (name, spec))
     if not parts[2].isdigit() or not 0 < int(parts[2]) < 65536:
         raise UsageError("%s: the port in %r must be a number 1..65535" % (name, spec))
@@ -182,6 +204,24 @@ def load_dev_keys(path):
                          "\"mk_c\": 32 hex} (%s)" % (path, e))
 
 
+def load_credentials(path):
+    """The broker login, kept out of the command line (ps shows it)."""
+    try:
+        with open(path) as f:
+            d = json.loads(f.read())
+    except OSError:
+        raise SetupError("credentials file %s not found or unreadable: check "
+                         "--mqtt-credentials" % path)
+    except ValueError:
+        raise SetupError("credentials file %s is not valid JSON: want {\"username\": ..., "
+                         "\"password\": ...}" % path)
+    if not isinstance(d, dict) or not isinstance(d.get("username"), str) or \
+            not isinstance(d.get("password", ""), str):
+        raise SetupError("credentials file %s: want {\"username\": text, \"password\": "
+                         "text}" % path)
+    return d["username"], d.get("password")
+
+
 def load_keystore(path):
     from keystore import KeyStore, KeyStoreError
     try:
@@ -226,6 +266,18 @@ def main(argv):
             config["keystore_path"] = opts["keystore"]  # re-registration saves keys there
         elif opts["keys"]:
             config["keystore"] = load_dev_keys(opts["keys"])
+        if opts["mqtt-credentials"]:
+            config["mqtt"]["username"], config["mqtt"]["password"] = \
+                load_credentials(opts["mqtt-credentials"])
+        if opts["mqtt-ca"]:
+            try:
+                open(opts["mqtt-ca"], "rb").close()
+            except OSError:
+                raise SetupError("CA certificate %s not found or unreadable: check --mqtt-ca"
+                                 % opts["mqtt-ca"])
+            config["mqtt"]["ca"] = opts["mqtt-ca"]
+        if opts["low-balance"] is not None:
+            config["low_balance"] = opts["low-balance"]
         run(board, config, opts)
     except UsageError as e:
         if not str(e):

@@ -37,7 +37,7 @@ import records  # noqa: E402
 import recovery  # noqa: E402
 import sm4  # noqa: E402
 import storage  # noqa: E402
-from keystore import KeyStore  # noqa: E402
+from keystore import KeyStore, report_key  # noqa: E402
 
 gc.collect()
 HEAP_CODE = gc.mem_alloc() - _HEAP0
@@ -197,10 +197,11 @@ async def main(cfg):
         vfs.umount(ROOT)  # the power goes: boot from what is on flash
     k = cfg["keys"]
     mk_m = bytes.fromhex(k["mk_m"])
+    k_r = report_key(bytes.fromhex(k["mk_r"]), k["terminal_id"]) if k.get("mk_r") else None
     keystore = KeyStore(k["terminal_id"], mk_m, bytes.fromhex(k["mk_c"]),
-                        sm4.kdf(mk_m, b"DEVTRANS"))
+                        sm4.kdf(mk_m, b"DEVTRANS"), k_r)
     config = {"meters": [], "seed": seed, "keystore": keystore, "auto_ok": True,
-              "lang": "zh"}
+              "lang": "zh", "mqtt": cfg.get("mqtt")}  # mqtt + mk_r: reporting on
     gc.collect()
     heap_before = gc.mem_alloc()
     t = ms()

@@ -20,7 +20,9 @@ OSError), to see what the flow does with a flash that fails under it.
 
 First stdin line, the setup: {"bus": "tcp:H:P", "baud", "gap_ms", "slot":
 port, "seed": [...], "poll": [...], "interval", "blocks", "mode", "torn",
-"image": a host file for snapshots, "terminal_id", "mk_m", "mk_c", "k_t"}.
+"image": a host file for snapshots, "terminal_id", "mk_m", "mk_c", "k_t",
+"mk_r" (a reporting key: the terminal reports), "mqtt" (config["mqtt"]),
+"low_balance"}.
 
 Technician mode (issue 11): "keypad": true gives the board a key queue
 (command key {keys}); "keystore_path": the key store on the flash (saved
@@ -52,7 +54,7 @@ import flash
 import recovery
 import storage
 from card_slot import CardSlot
-from keystore import KeyStore
+from keystore import KeyStore, report_key
 from rs485 import RS485
 from uart import UART, Pin
 
@@ -167,7 +169,9 @@ class Harness:
         self.keystore = KeyStore(ks.get("terminal_id", "000000000099"),
                                  bytes.fromhex(ks.get("mk_m", "0123456789abcdeffedcba9876543210")),
                                  bytes.fromhex(ks.get("mk_c", "fedcba98765432100123456789abcdef")),
-                                 bytes.fromhex(ks.get("k_t", "00112233445566778899aabbccddeeff")))
+                                 bytes.fromhex(ks.get("k_t", "00112233445566778899aabbccddeeff")),
+                                 report_key(bytes.fromhex(ks["mk_r"]), ks.get("terminal_id",
+                                            "000000000099")) if ks.get("mk_r") else None)
 
     # --- power ---------------------------------------------------------
     def off(self):
@@ -240,7 +244,11 @@ class Harness:
                   "keystore": self.keystore, "auto_ok": True, "lang": "en",
                   "keystore_path": s.get("keystore_path"),
                   "interval": s.get("interval", 5), "pulled_ms": 50,
-                  "record_capacity": 40}
+                  "record_capacity": 40, "mqtt": s.get("mqtt"),
+                  "low_balance": s.get("low_balance")}
+        for k in ("journal_slots", "event_slots"):  # small rings: fill them in a test
+            if s.get(k):
+                config[k] = s[k]
         self.up = True
         try:
             storage.mount(self.dev, ROOT)
