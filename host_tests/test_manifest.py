@@ -188,8 +188,8 @@ def test_stub_refuses_two_modules_of_one_name(tmp_path):
 # Built into MicroPython's esp32 port (C modules); asyncio is Python, frozen
 # by the port's own manifest ($(PORT_DIR)/boards/manifest.py).
 ESP32_BUILTINS = {"array", "binascii", "errno", "esp32", "framebuf", "gc", "hashlib", "io",
-                  "json", "machine", "micropython", "network", "os", "select", "socket",
-                  "struct", "sys", "time", "vfs"}
+                  "json", "machine", "micropython", "network", "os", "random", "select",
+                  "socket", "ssl", "struct", "sys", "time", "vfs"}
 
 
 def _imports(path):

@@ -51,7 +51,7 @@ def test_help_is_not_an_error():
     (["--interval", "0", "--bus", "tcp:127.0.0.1:1", "--meters", "m"], ["--interval"]),
     (["--meters"], ["--meters needs a value"]),
     (["--bus", "tcp:127.0.0.1:1"], ["--meters"]),
-    (["--card-slot", "tcp:127.0.0.1:7"], ["--keystore or --keys"]),
+    (["--card-slot", "tcp:127.0.0.1:7"], ["--keystore, --keys or a provisioned --state"]),
     (["--card-slot", "tcp:127.0.0.1:7", "--keys", "k"], ["--state DIR"]),
     (["--frobnicate"], ["unknown option --frobnicate"]),
     (["--display", "tv", "--bus", "tcp:127.0.0.1:1", "--meters", "m"], ["console or none"]),

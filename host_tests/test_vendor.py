@@ -550,3 +550,44 @@ def test_flash_checks_without_a_board():
     assert flash_board.check(b, older, downgrade=True) is None
     assert flash_board.check(b, {"mpy": x64, "bundle": {"version": "garbage"}}) is None
     assert flash_board.check(b, {"mpy": x64, "bundle": {"version": "1.2.3"}}) is None
+
+
+def test_a_provisioned_flash_runs_the_terminal(board, bundles, tmp_path):
+    """What the vendor provisioned is what the terminal uses: terminal.py
+    given the board's flash (--state) and no key file loads the key store
+    provisioning wrote, and a flash with none is refused in one line."""
+    from mp_runner import MICROPYTHON
+    dev = board.device
+    assert tool("flash_board.py", dev, bundles[("unix", None)]).returncode == 0
+    board.restart()
+    p = tool("provision.py", dev, "--terminal-id", "000000000123", stdin=KEY_LINES)
+    assert p.returncode == 0, p.stderr
+    board.stop()  # one process on the flash image at a time, as on a board
+    meters = tmp_path / "meters.json"
+    meters.write_text(json.dumps([{"address": "000000000001", "meter_number": "000000000001",
+                                   "customer": "100000000001"}]))
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    slot = "tcp:127.0.0.1:%d" % s.getsockname()[1]
+    s.close()
+    term = os.path.join(ROOT, "boards", "unix", "terminal.py")
+    args = [MICROPYTHON, term, "--bus", board.bus, "--meters", str(meters), "--display", "none",
+            "--card-slot", slot]
+    proc = subprocess.Popen(args + ["--state", str(tmp_path / "state")], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True)
+    try:
+        lines = []
+        for line in proc.stdout:
+            lines.append(line)
+            if "card slot: listening" in line or "terminal:" in line:
+                break
+        assert any("card slot: listening" in ln for ln in lines), lines
+    finally:
+        proc.kill()
+        proc.wait()
+    blank = subprocess.run(args + ["--state", str(tmp_path / "blank")], capture_output=True,
+                           text=True, timeout=60)
+    assert blank.returncode == 2
+    assert blank.stdout.strip().splitlines() == [
+        "terminal: --state %s: no key store on this flash: provision it (tools/provision.py) "
+        "or give --keystore FILE" % (tmp_path / "blank")], blank.stdout

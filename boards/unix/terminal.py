@@ -84,8 +84,9 @@ def parse_args(argv):
         raise UsageError("--keypad is stdin, not %r" % opts["keypad"])
     if opts["lang"] not in ("zh", "en"):
         raise UsageError("--lang is zh or en, not %r" % opts["lang"])
-    if opts["card-slot"] and not (opts["keystore"] or opts["keys"]):
-        raise UsageError("--card-slot needs --keystore or --keys (the card master key)")
+    if opts["card-slot"] and not (opts["keystore"] or opts["keys"] or opts["state"]):
+        raise UsageError("--card-slot needs --keystore, --keys or a provisioned --state "
+                         "(the card master key)")
     if opts["card-slot"] and not opts["state"]:
         raise UsageError("--card-slot needs --state DIR (the terminal's flash: meter records "
                          "and the journal)")
@@ -266,6 +267,8 @@ def main(argv):
             config["keystore_path"] = opts["keystore"]  # re-registration saves keys there
         elif opts["keys"]:
             config["keystore"] = load_dev_keys(opts["keys"])
+        elif opts["card-slot"]:
+            load_flash_keystore(board, config, opts)
         if opts["mqtt-credentials"]:
             config["mqtt"]["username"], config["mqtt"]["password"] = \
                 load_credentials(opts["mqtt-credentials"])
@@ -293,6 +296,25 @@ def main(argv):
     finally:
         board.close()
     return 0
+
+
+def load_flash_keystore(board, config, opts):
+    """No key file given: the key store tools/provision.py put on the flash,
+    where a board keeps it (/keys/keystore.bin under the flash's root)."""
+    import storage
+    try:
+        root = board.storage(config)
+    except storage.StorageError as e:
+        raise SetupError("--state %s: %s" % (opts["state"], e))
+    path = root + "/keys/keystore.bin"
+    try:
+        import os
+        os.stat(path)
+    except OSError:
+        raise SetupError("--state %s: no key store on this flash: provision it "
+                         "(tools/provision.py) or give --keystore FILE" % opts["state"])
+    config["keystore"] = load_keystore(path)
+    config["keystore_path"] = path
 
 
 def run(board, config, opts):
