@@ -452,3 +452,27 @@ def test_make_run_readme_walk_through_re_registers_a_meter(tmp_path):
         assert t.proc.wait(60) == 0
     finally:
         t.close()
+
+
+def test_make_run_reports_to_a_head_end_that_knows_the_sales(tmp_path):
+    """make run's fleet: mosquitto and the head-end beside the building. A
+    card the office sold is in the head-end's ledger before it reaches the
+    slot, so the page shows it sold; the page answers."""
+    import urllib.request
+
+    import building_fleet
+    assert building_fleet.available() is None  # CI installs mosquitto
+    fleet = building_fleet.Fleet(str(tmp_path), str(tmp_path / "headend.log"))
+    try:
+        assert fleet.mqtt.startswith("tcp:127.0.0.1:")
+        fleet.sold("8800000000000001", "100000000001", "000000000001", 2, 10000)
+        fleet.sold("8800000000000001", "100000000001", "000000000001", 2, 10000)  # again: once
+        out = subprocess.run([sys.executable, "-m", "headend", "report", "--db", fleet.db,
+                              "--json"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+        waiting = json.loads(out.stdout)["waiting"]
+        assert len(waiting) == 1 and waiting[0]["count"] == 2, waiting  # sold, not yet credited
+        with urllib.request.urlopen(fleet.page, timeout=30) as r:
+            assert r.status == 200 and b"Head-end" in r.read()
+    finally:
+        fleet.stop()
+    assert fleet.headend.poll() is not None and fleet.broker.proc.poll() is not None

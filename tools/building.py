@@ -199,6 +199,8 @@ class Cards:
         elif ch == "h":
             self.say("building: " + HINT)
             self.say("building: " + HINT_MORE)
+            if self.fleet is not None:
+                self.say("building: the head-end's page: " + self.fleet.page)
         else:
             return False
         return True
