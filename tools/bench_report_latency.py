@@ -1,0 +1,102 @@
+"""From the terminal's journal to the head-end's row: how long a top-up's
+record takes to be stored at the head-end, end to end through the real
+parts (the unix board's terminal.py under micropython, the meter and card
+simulators, Debian's mosquitto, the head-end on SQLite).
+
+The clock starts when the terminal logs "card: shown" (written right after
+the journal's "done" step for the top-up) and stops at the head-end's
+`received` time of that step's row: both are this machine's clock.
+
+  python tools/bench_report_latency.py [--topups N]
+Exit 2 when a top-up or its report does not arrive.
+"""
+import argparse
+import json
+import os
+import shutil
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+import hostpath  # noqa: F401
+
+import building  # noqa: E402
+import building_fleet  # noqa: E402
+import procs  # noqa: E402
+from card_sim_ctl import free_port  # noqa: E402
+from mp_runner import MICROPYTHON  # noqa: E402
+
+METER = {"address": "000000000001", "customer": "100000000001"}
+
+
+def done_row(db, count, deadline):
+    """(received, seq) of the top-up's "done" record for purchase `count`."""
+    while time.time() < deadline:
+        try:
+            with sqlite3.connect(db) as c:
+                row = c.execute("SELECT received, seq FROM reports WHERE kind = 'topup' "
+                                "AND step = 'done' AND count = ?", (count,)).fetchone()
+        except sqlite3.OperationalError:  # the head-end has not made its tables yet
+            row = None
+        if row:
+            return row
+        time.sleep(0.005)
+    return None
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--topups", type=int, default=8)
+    a = p.parse_args(argv)
+    state = tempfile.mkdtemp(prefix="bench-latency-")
+    meters = os.path.join(state, "meters.json")
+    with open(meters, "w") as f:
+        json.dump([dict(METER, meter_number=METER["address"], balance=10000, count=1)], f)
+    sim, info = building.start_simulator(meters, 2400)
+    fleet = building_fleet.Fleet(state, os.path.join(state, "headend.log"))
+    slot = "127.0.0.1:%d" % free_port()
+    term = subprocess.Popen(
+        [MICROPYTHON, building.TERMINAL, "--bus", info["bus"], "--meters", meters,
+         "--baud", "2400", "--state", state, "--keystore",
+         building.dev_keystore(os.path.join(state, "keystore.bin")), "--card-slot",
+         "tcp:" + slot, "--display", "none", "--auto-ok", "--mqtt", fleet.mqtt],
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lat = []
+    try:
+        for line in term.stdout:
+            if "card slot: listening" in line:
+                break
+        for n in range(a.topups):
+            count = 2 + n
+            card = subprocess.Popen(building.card_command("purchase", METER, count, slot),
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            t0 = None
+            for line in term.stdout:
+                if "card: shown" in line:
+                    t0 = time.time()
+                    break
+            card.terminate()
+            card.wait()
+            row = done_row(fleet.db, count, time.time() + 30) if t0 else None
+            if row is None:
+                print("bench_report_latency: purchase %d never reached the head-end" % count)
+                return 2
+            lat.append((row[0] - t0) * 1000)
+            for line in term.stdout:
+                if "card: removed" in line:
+                    break
+    finally:
+        procs.stop(term)
+        fleet.stop()
+        procs.stop(sim)
+        shutil.rmtree(state, ignore_errors=True)
+    print("journal 'done' step -> row at the head-end (SQLite), %d top-ups:" % len(lat))
+    print("  median %.0f ms, max %.0f ms" % (statistics.median(lat), max(lat)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
