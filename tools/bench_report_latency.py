@@ -47,51 +47,72 @@ def done_row(db, count, deadline):
     return None
 
 
+class Live:
+    """The unix terminal with a card slot, reporting to a broker and the
+    head-end (building_fleet), on one meter; `insert(count)` sells a
+    purchase card and inserts it, returning when the terminal shows the
+    outcome (the journal's "done" is on flash by then)."""
+
+    def __init__(self, state):
+        self.state = state
+        meters = os.path.join(state, "meters.json")
+        with open(meters, "w") as f:
+            json.dump([dict(METER, meter_number=METER["address"], balance=10000, count=1)], f)
+        self.sim, info = building.start_simulator(meters, 2400)
+        self.fleet = building_fleet.Fleet(state, os.path.join(state, "headend.log"))
+        self.slot = "127.0.0.1:%d" % free_port()
+        self.term = subprocess.Popen(
+            [MICROPYTHON, building.TERMINAL, "--bus", info["bus"], "--meters", meters,
+             "--baud", "2400", "--state", state, "--keystore",
+             building.dev_keystore(os.path.join(state, "keystore.bin")), "--card-slot",
+             "tcp:" + self.slot, "--display", "none", "--auto-ok", "--mqtt", self.fleet.mqtt],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.log = []
+        self._until("card slot: listening")
+
+    def _until(self, text):
+        for line in self.term.stdout:
+            self.log.append(line.rstrip("\n"))
+            if text in line:
+                return True
+        return False
+
+    def insert(self, count):
+        cmd = building.card_command("purchase", METER, count, self.slot)
+        self.fleet.sold(cmd[cmd.index("--serial") + 1], METER["customer"], METER["address"],
+                        count, building.AMOUNT)
+        card = subprocess.Popen(cmd,
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        shown = self._until("card: shown") and time.time()
+        card.terminate()
+        card.wait()
+        self._until("card: removed")
+        return shown
+
+    def close(self):
+        procs.stop(self.term)
+        self.fleet.stop()
+        procs.stop(self.sim)
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--topups", type=int, default=8)
     a = p.parse_args(argv)
     state = tempfile.mkdtemp(prefix="bench-latency-")
-    meters = os.path.join(state, "meters.json")
-    with open(meters, "w") as f:
-        json.dump([dict(METER, meter_number=METER["address"], balance=10000, count=1)], f)
-    sim, info = building.start_simulator(meters, 2400)
-    fleet = building_fleet.Fleet(state, os.path.join(state, "headend.log"))
-    slot = "127.0.0.1:%d" % free_port()
-    term = subprocess.Popen(
-        [MICROPYTHON, building.TERMINAL, "--bus", info["bus"], "--meters", meters,
-         "--baud", "2400", "--state", state, "--keystore",
-         building.dev_keystore(os.path.join(state, "keystore.bin")), "--card-slot",
-         "tcp:" + slot, "--display", "none", "--auto-ok", "--mqtt", fleet.mqtt],
-        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    live = Live(state)
     lat = []
     try:
-        for line in term.stdout:
-            if "card slot: listening" in line:
-                break
         for n in range(a.topups):
             count = 2 + n
-            card = subprocess.Popen(building.card_command("purchase", METER, count, slot),
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            t0 = None
-            for line in term.stdout:
-                if "card: shown" in line:
-                    t0 = time.time()
-                    break
-            card.terminate()
-            card.wait()
-            row = done_row(fleet.db, count, time.time() + 30) if t0 else None
+            t0 = live.insert(count)
+            row = done_row(live.fleet.db, count, time.time() + 30) if t0 else None
             if row is None:
                 print("bench_report_latency: purchase %d never reached the head-end" % count)
                 return 2
             lat.append((row[0] - t0) * 1000)
-            for line in term.stdout:
-                if "card: removed" in line:
-                    break
     finally:
-        procs.stop(term)
-        fleet.stop()
-        procs.stop(sim)
+        live.close()
         shutil.rmtree(state, ignore_errors=True)
     print("journal 'done' step -> row at the head-end (SQLite), %d top-ups:" % len(lat))
     print("  median %.0f ms, max %.0f ms" % (statistics.median(lat), max(lat)))
