@@ -41,74 +41,14 @@ poller never interleaves frames into a session.
 """
 import asyncio
 
-from micropython import const
 
 import common
 import keypad
-import version
 from meter import MeterClient
 
 # The screen (glyphs, catalogue), the card flow and the storage modules are
 # imported when the board has the part: `--once` on a small heap needs none.
 
-_PAGE_MS = const(15000)  # an idle page left up goes back to the clock
-_HISTORY = const(10)  # top-ups the keypad's history shows
-
-
-class IdlePages:
-    """What the keys do on the idle screen: OK shows the about page
-    (firmware version, terminal id), # the last top-ups (* older ones);
-    Cancel goes back; `* * 0` starts the factory self-test."""
-
-    pages = ("idle", "about", "history", "no_history")
-
-    def __init__(self, app):
-        self.app = app
-        self._history = []
-        self._at = 0
-        self._typed = ""  # the self-test's key sequence so far
-
-    def key(self, k):
-        u = self.app.ui
-        if u.current == "idle" and k in "*0":
-            self._typed = (self._typed + k)[-3:]
-            if self._typed == "**0":
-                self._typed = ""
-                self.app.selftest()
-            return True
-        self._typed = ""
-        if u.current == "idle" and k == keypad.OK:
-            u.show("about", version=version.VERSION, terminal=self.app.terminal_id)
-        elif u.current == "idle" and k == "#":
-            self._history = self._credited()
-            self._at = 0
-            self._page()
-        elif u.current == "history" and k == "*":
-            self._at = (self._at + 1) % len(self._history)
-            self._page()
-        elif u.current != "idle" and k in (keypad.OK, keypad.CANCEL):
-            u.idle()
-            return True
-        else:
-            return False
-        self.app.later(_PAGE_MS, u.current)
-        return True
-
-    def _credited(self):
-        j = self.app.journal
-        if j is None:
-            return []
-        import journal
-        return [e for e in j.newest(_HISTORY) if e.result == journal.CREDITED]
-
-    def _page(self):
-        if not self._history:
-            self.app.ui.show("no_history")
-            return
-        e = self._history[self._at]
-        t = e.steps[0][1]  # YYMMDDhhmmss
-        when = (2000 + int(t[0:2]), int(t[2:4]), int(t[4:6]), int(t[6:8]), int(t[8:10]))
-        self.app.ui.show("history", meter=e.meter, amount=e.amount, time=when)
 
 
 class App:
@@ -126,7 +66,8 @@ class App:
             import ui
             self.ui = ui.UI(display, board.clock, config.get("lang", "zh"), log=self.log)
         if self.ui is not None:
-            self.ui.idle_keys = IdlePages(self)
+            import idle_pages
+            self.ui.idle_keys = idle_pages.IdlePages(self)
         self.records = self.journal = self.events = self.reporter = self.alarms = None
         root = None if config.get("once") else board.storage(config)
         self.records_root = root
