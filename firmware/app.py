@@ -96,6 +96,7 @@ class App:
             if _exists(root + "/tech/pending") or _exists(root + "/tech/pending.tmp"):
                 import reregistration  # one a power cut interrupted
                 reregistration.finish(self)
+            self._follow_records(config.get("seed") or ())
             self.event("boot", reason="power_on",
                        open=sum(1 for e in self.journal.open_entries() if not e.settled))
         # the bus last: a flash that cannot be used is said before a bus is tried
@@ -104,6 +105,17 @@ class App:
         self._tasks = []
         self._timer = None
         self.slot = None
+
+    def _follow_records(self, seed):
+        """A meter re-registered since the meters list was written: poll the
+        customer's meter now, not the one taken away (whose silence would
+        be a false alarm at the head-end)."""
+        for s in seed:
+            if s.get("address") in self.meters and \
+                    self.records.get(s.get("meter_number") or s["address"]) is None:
+                rec = self.records.by_customer(s.get("customer"))
+                if rec is not None and rec.address not in self.meters:
+                    self.meters[self.meters.index(s["address"])] = rec.address
 
     @property
     def terminal_id(self):

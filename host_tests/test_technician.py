@@ -253,6 +253,17 @@ def test_replace_reregister_open_at_meter_then_top_up(building, kind):
     assert len(events(out, "replaced")) == 1 and len(events(out, "enter")) == 2
     stored = keystore.KeyStore.load(str(term.keystore)).overrides()
     assert stored == ([NEW] if kind == "package" else [])
+    # Restarted with the same meters file: the poll follows the customer to
+    # the new meter (the old one's silence would be a false alarm)
+    term2 = Terminal(term.tmp, sim, [{"address": METER, "customer": CUSTOMER}])
+    try:
+        term2.wait("meter         balance/yuan")
+        term2.wait(NEW)  # the table's next line, once it is printed
+        table = term2.out.lines[term2.at - 2:term2.at]
+    finally:
+        term2.stop()
+    assert table[0].startswith("meter         balance/yuan"), table  # one meter: the new
+    assert table[1].startswith(NEW + "  ") and "80.00" in table[1], table
 
 
 def test_three_wrong_pins_lock_technician_mode_across_a_restart(building, tmp_path):
