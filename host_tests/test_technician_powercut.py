@@ -26,10 +26,9 @@ def mpy(tmp_path_factory):
     return build_mpy(str(tmp_path_factory.mktemp("mpy")))  # as frozen on a board
 
 
-def drive(rig, steps):
-    """(screen to wait for, keys to press) in order."""
+def drive(rig, steps, at):
+    """(screen to wait for, keys to press) in order, from event `at` on."""
     t = rig.term
-    at = t.mark()
     for screen, keys in steps:
         at, _ = t.wait_event(lambda e: e["ev"] == "log" and e["line"] == "screen: " + screen,
                              60, at)
@@ -41,10 +40,12 @@ def to_confirm(rig):
     card = card_model.Card.technician(MK_C, bytes.fromhex("7700000000000001"),
                                       "900000000042", PIN)
     sim = card_sim.T0Sim("127.0.0.1", rig.slot, card)
+    at = rig.term.mark()  # before the card goes in: its first screen may come at once
     sim.insert()
     drive(rig, [("tech_pin", list(PIN) + ["ok"]), ("tech_menu", ["2"]),
                 ("tech_customer", list(CUSTOMER) + ["ok"]), ("tech_address", ["ok"]),
-                ("tech_meter_number", ["ok"]), ("tech_key_kind", ["2"]), ("tech_confirm", [])])
+                ("tech_meter_number", ["ok"]), ("tech_key_kind", ["2"]), ("tech_confirm", [])],
+          at)
     return sim
 
 
