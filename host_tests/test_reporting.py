@@ -43,8 +43,8 @@ def reporting(port, **kw):
     return {"mk_r": MK_R.hex(), "mqtt": conf}
 
 
-def make_rig(mpy, setup):
-    r = Rig([meter_state(METER)], mpy=mpy, heap=HEAP)
+def make_rig(mpy, setup, heap=HEAP):
+    r = Rig([meter_state(METER)], mpy=mpy, heap=heap)
     r.setup = setup
     return r
 
@@ -373,7 +373,9 @@ def test_power_cut_at_every_flash_operation_of_a_reported_topup(mpy, broker):
     and the meter has every purchase once."""
     he = HeadEnd(broker.port)
     try:
-        with make_rig(mpy, reporting(broker.port)) as rig:
+        # 384k as test_topup_powercut: one process boots again and again, and
+        # a fragmented heap refused a boot now and then at 320k
+        with make_rig(mpy, reporting(broker.port), heap="384k") as rig:
             rig.boot()
             serial = rig.next_serial()
             cuts = 0
