@@ -4,11 +4,11 @@
 - run_with_card(card, fn, ...): a CPython terminal-side TCP slot (asyncio
   server + CardReader), the simulator inserted into it, fn(reader) awaited.
 - SimProcess: tools/card_sim.py as a subprocess with its control socket.
+- free_port(): tools/procs.py's, for the listeners the tests start.
 """
 import asyncio
 import json
 import os
-import random
 import socket
 import subprocess
 import sys
@@ -18,6 +18,7 @@ import card_files as cf
 import card_model
 import card_sim
 from card_reader import CardReader
+from procs import free_port  # noqa: F401 - the tests take it from here
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MK_C = bytes.fromhex("fedcba98765432100123456789abcdef")
@@ -29,23 +30,6 @@ CUSTOMER = "112233445566"
 def make_card(card_type=cf.PURCHASE, amount=10000, count=2, serial=SERIAL, mk=MK_C,
               meter=METER, customer=CUSTOMER):
     return card_model.Card.issued(mk, serial, card_type, meter, customer, amount, count)
-
-
-def free_port():
-    """A port for a listener started later (the terminal's slot). Picked below
-    the kernel's ephemeral range (32768..): no client socket of a parallel
-    test can be handed it between this check and the listener's bind."""
-    pick = random.SystemRandom()
-    while True:
-        port = pick.randint(20000, 30000)  # (the PC/SC tests own 31867)
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
 
 
 def run_with_card(card, fn, pull_after=None, timeout=20, reader_kw=None, **sim_kw):

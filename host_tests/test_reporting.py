@@ -14,11 +14,12 @@ import threading
 import pytest
 
 import card_sim
-from broker_ctl import MK_R, Broker, HeadEnd
+from broker_ctl import MK_R, HeadEnd
 from card_sim_ctl import Output, free_port, make_card
+from headend_rig import Mosquitto, make_certs
 from meter_sim_ctl import MeterSim
 from mp_runner import MICROPYTHON, MP_PATH, ROOT
-from topup_ctl import Rig, build_mpy, meter_state
+from topup_ctl import Rig, meter_state
 
 METER = "000000000001"
 # The harness loads the .mpy modules into the heap; a board freezes them (no
@@ -26,15 +27,6 @@ METER = "000000000001"
 HEAP = "320k"
 
 
-@pytest.fixture(scope="module")
-def mpy(tmp_path_factory):
-    return build_mpy(str(tmp_path_factory.mktemp("mpy")))
-
-
-@pytest.fixture()
-def broker():
-    with Broker() as b:
-        yield b
 
 
 def reporting(port, **kw):
@@ -89,7 +81,7 @@ def test_broker_down_during_ten_topups_then_back(mpy, broker):
         with make_rig(mpy, reporting(broker.port)) as rig:
             rig.boot()
             he.wait(lambda h: h.seqs())  # the boot record: reporting works
-            broker.stop()
+            broker.down()
             cards = []
             serial = rig.next_serial()  # one customer's card, bought ten times
             for _ in range(10):
@@ -411,8 +403,7 @@ def test_tls_to_a_broker_whose_certificate_is_checked(mpy, tmp_path):
     """--mqtt tls:...: a broker whose certificate chains to the configured
     CA gets the reports; one signed by another CA gets nothing, and the
     top-ups go on as ever."""
-    from broker_ctl import make_certs
-    with Broker(tls=True) as broker:
+    with Mosquitto(tls=True) as broker:
         he = HeadEnd(broker.port)  # the head-end on the plain listener
         other_ca = make_certs(str(tmp_path))[0]
         try:

@@ -4,22 +4,12 @@ terminal whose records all wait for the broker refuses top-ups rather than
 lose one. Real mosquitto; every MAC checked by OpenSSL's SM4."""
 import os
 
-import pytest
 
-from broker_ctl import Broker, HeadEnd
+from broker_ctl import HeadEnd
 from test_reporting import HEAP, METER, reporting, topup_records
-from topup_ctl import Rig, build_mpy, meter_state
+from topup_ctl import Rig, meter_state
 
 
-@pytest.fixture(scope="module")
-def mpy(tmp_path_factory):
-    return build_mpy(str(tmp_path_factory.mktemp("mpy")))
-
-
-@pytest.fixture()
-def broker():
-    with Broker() as b:
-        yield b
 
 
 def kinds(got, kind):
@@ -70,7 +60,7 @@ def test_every_slot_waiting_refuses_topups_then_reports_and_sells(mpy, broker):
         with rig:
             rig.boot()
             he.wait(lambda h: h.seqs())
-            broker.stop()
+            broker.down()
             serial = rig.next_serial()
             for _ in range(3):
                 assert "screen: success" in rig.session(rig.sell(METER, serial=serial))

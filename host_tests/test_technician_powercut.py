@@ -5,12 +5,11 @@ the new meter of another key batch registered with its sealed package.
 After each cut and a reboot the customer is either still "replaced" (the
 old record, no stray key in the key store) or fully re-registered (the new
 record awaiting its opening, the package's key stored), never between."""
-import pytest
 
 import card_model
 import card_sim
 import keystore
-from topup_ctl import MK_C, Purchase, Rig, build_mpy, meter_state
+from topup_ctl import MK_C, Purchase, Rig, meter_state
 
 A = "000000000001"
 CUSTOMER = "112233445566"
@@ -20,10 +19,6 @@ K_T = bytes.fromhex("00112233445566778899aabbccddeeff")  # the harness's transpo
 PIN = "246810"
 KEYSTORE = "/flash/keys.bin"
 
-
-@pytest.fixture(scope="module")
-def mpy(tmp_path_factory):
-    return build_mpy(str(tmp_path_factory.mktemp("mpy")))  # as frozen on a board
 
 
 def drive(rig, steps, at):

@@ -8,14 +8,10 @@ that frame on. Then the resident comes back (the meter honest again) until
 the card is settled: the purchase is on the meter exactly once."""
 import pytest
 
-from topup_ctl import Mitm, Rig, build_mpy, meter_state
+from topup_ctl import Mitm, Rig, meter_state
 
 METER = "000000000001"
 
-
-@pytest.fixture(scope="module")
-def mpy(tmp_path_factory):
-    return build_mpy(str(tmp_path_factory.mktemp("mpy")))
 
 
 def _prepare(rig):

@@ -3,17 +3,12 @@ fit the flash it was sized for (journal.py: the unix board's 1 MB, 256
 blocks of 4 KB, beside the records' tables) and wrap, reusing its slots:
 a terminal whose flash fills stops selling (every top-up refused
 out_of_service)."""
-import pytest
 
 import journal
-from topup_ctl import Rig, build_mpy, meter_state
+from topup_ctl import Rig, meter_state
 
 METER = "000000000001"
 
-
-@pytest.fixture(scope="module")
-def mpy(tmp_path_factory):
-    return build_mpy(str(tmp_path_factory.mktemp("mpy")))
 
 
 def test_the_journal_ring_wraps_on_the_flash_it_was_sized_for(mpy):

@@ -5,14 +5,10 @@ purchase lands exactly once and the return file ends up right."""
 import pytest
 
 import card_model
-from topup_ctl import Rig, build_mpy, meter_state
+from topup_ctl import Rig, meter_state
 
 METER = "000000000001"
 
-
-@pytest.fixture(scope="module")
-def mpy(tmp_path_factory):
-    return build_mpy(str(tmp_path_factory.mktemp("mpy")))
 
 
 class Marked(card_model.Card):

@@ -4,14 +4,10 @@ may be sent that the journal could not record; what was sent is settled
 once the flash works again; the journal is never half-written."""
 import pytest
 
-from topup_ctl import Rig, build_mpy, meter_state
+from topup_ctl import Rig, meter_state
 
 METER = "000000000001"
 
-
-@pytest.fixture(scope="module")
-def mpy(tmp_path_factory):
-    return build_mpy(str(tmp_path_factory.mktemp("mpy")))
 
 
 def screens(logs):

@@ -6,14 +6,10 @@ same card: the meter simulator must hold the purchase exactly once and the
 card's return file must say so. Judged by the simulators' state only."""
 import pytest
 
-from topup_ctl import Rig, build_mpy, meter_state
+from topup_ctl import Rig, meter_state
 
 METER = "000000000001"
 
-
-@pytest.fixture(scope="module")
-def mpy(tmp_path_factory):
-    return build_mpy(str(tmp_path_factory.mktemp("mpy")))
 
 
 def _prepared(rig, first_card):

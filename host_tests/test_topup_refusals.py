@@ -10,14 +10,10 @@ import pytest
 
 import card_files as cf
 from topup_ctl import (RET_ALREADY, RET_COUNT_ERROR, RET_CREDITED, RET_REFUSED, Purchase, Rig,
-                       build_mpy, meter_state)
+                       meter_state)
 
 M = ["%012d" % i for i in range(1, 14)]
 
-
-@pytest.fixture(scope="module")
-def mpy(tmp_path_factory):
-    return build_mpy(str(tmp_path_factory.mktemp("mpy")))
 
 
 @pytest.fixture(scope="module")

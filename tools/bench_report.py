@@ -21,7 +21,8 @@ import threading
 import hostpath  # noqa: F401
 
 import bench_topup as bt
-from broker_ctl import MK_R, Broker, HeadEnd
+from broker_ctl import MK_R, HeadEnd
+from headend_rig import Mosquitto
 from meter_sim_ctl import MeterSim
 
 TARGET_RATIO = 1.05
@@ -65,7 +66,7 @@ def main(argv=None):
     keys = dict(bt.KEYS, mk_r=MK_R.hex())
     rows = []
     with MeterSim(meters=bt.SIM_METERS, baud=bt.BUS_BAUD, reply_delay_ms=bt.REPLY_DELAY_MS) \
-            as sim, Broker() as broker:
+            as sim, Mosquitto() as broker:
         he = HeadEnd(broker.port)
         hole = blackhole()
         try:

@@ -1,35 +1,23 @@
-"""Real parts for the head-end's tests and benchmark, each a plain process in
-a temporary directory: Debian's mosquitto on a loopback port, and a
-throwaway PostgreSQL cluster (initdb + postgres, its socket in the
-directory). Both are stopped and their directories removed by stop()."""
+"""Real parts for the head-end's and the reporting tests and benchmarks, and
+for `make run`, each a plain process in a temporary directory: Debian's
+mosquitto on a loopback port (TLS too), and a throwaway PostgreSQL cluster
+(initdb + postgres, its socket in the directory). Both are stopped and
+their directories removed by stop()."""
+import getpass
 import os
 import pwd
-import random
 import shutil
+import signal
 import socket
 import subprocess
 import tempfile
 import time
 
 import procs
+from procs import free_port
 
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
 PG_BIN = "/usr/lib/postgresql/15/bin"
-
-
-def free_port():
-    """A loopback port below the ephemeral range (see card_sim_ctl.free_port)."""
-    pick = random.SystemRandom()
-    while True:
-        port = pick.randint(20000, 30000)
-        s = socket.socket()
-        try:
-            s.bind(("127.0.0.1", port))
-            return port
-        except OSError:
-            continue
-        finally:
-            s.close()
 
 
 def _wait_port(port, proc, what, timeout=30):
@@ -46,30 +34,109 @@ def _wait_port(port, proc, what, timeout=30):
 
 
 class Mosquitto:
-    """mosquitto on 127.0.0.1:port; queues unbounded (a test's burst of QoS 1
-    reports must never be dropped by the broker's default 1000-message queue)."""
+    """mosquitto on 127.0.0.1:port, started at once. Queues unbounded (a
+    test's burst of QoS 1 reports must never be dropped by the broker's
+    default 1000-message queue) and persistent sessions, so down() and
+    start() make a broker that goes away and comes back. tls: a second
+    listener (tls_port) with a certificate for localhost signed by the CA in
+    self.ca (make_certs)."""
 
-    def __init__(self):
+    def __init__(self, tls=False):
         self.dir = tempfile.mkdtemp(prefix="mosq-")
         self.port = free_port()
-        conf = os.path.join(self.dir, "mosquitto.conf")
-        with open(conf, "w") as f:
-            f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence false\n"
+        self.conf = os.path.join(self.dir, "mosquitto.conf")
+        self.tls_port = self.ca = None
+        with open(self.conf, "w") as f:
+            if tls:
+                self.tls_port = free_port()
+                self.ca, crt, key = make_certs(self.dir)
+                f.write("per_listener_settings false\nlistener %d 127.0.0.1\n"
+                        "certfile %s\nkeyfile %s\n" % (self.tls_port, crt, key))
+            # user: as root, mosquitto would drop to "mosquitto", who cannot
+            # write the sessions into our temporary directory
+            f.write("listener %d 127.0.0.1\nallow_anonymous true\npersistence true\n"
+                    "persistence_location %s/\nuser %s\n"
                     "max_queued_messages 0\nmax_inflight_messages 100\n"
-                    "log_dest stderr\nlog_type error\nlog_type warning\n" % self.port)
+                    "log_dest stderr\nlog_type error\nlog_type warning\n"
+                    % (self.port, self.dir, getpass.getuser()))
         self.log = open(os.path.join(self.dir, "log"), "w")
-        self.proc = subprocess.Popen([MOSQUITTO, "-c", conf], stdout=self.log,
-                                     stderr=subprocess.STDOUT)
-        _wait_port(self.port, self.proc, "mosquitto")
+        self.proc = None
+        self.start()
 
     @property
     def url(self):
         return "tcp:127.0.0.1:%d" % self.port
 
+    def start(self):
+        self.proc = subprocess.Popen([MOSQUITTO, "-c", self.conf], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+        try:
+            _wait_port(self.port, self.proc, "mosquitto")
+        except RuntimeError as e:
+            self.stop()
+            raise RuntimeError("%s: %s" % (e, self._said()))
+        return self
+
+    def _said(self):
+        with open(self.log.name) as f:
+            return f.read()[-2000:]
+
+    def down(self):
+        """The broker goes away (SIGTERM: it saves the sessions); start()
+        brings it back with them."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            self.proc.wait(10)
+
     def stop(self):
-        procs.stop(self.proc)
+        self.down()
         self.log.close()
         shutil.rmtree(self.dir, ignore_errors=True)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+
+def make_certs(d, name="localhost"):
+    """A CA and a server certificate for `name`, signed by it: PEM files
+    in d -> (ca.pem, server.pem, server.key)."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    now = dt.datetime.now(dt.timezone.utc)
+    days = dt.timedelta(days=3650)
+
+    def cert(subject, issuer, pub, key, ca, san=None):
+        b = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+             .public_key(pub).serial_number(x509.random_serial_number())
+             .not_valid_before(now - dt.timedelta(days=1)).not_valid_after(now + days)
+             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+        if san:
+            b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(san)]), False)
+        return b.sign(key, hashes.SHA256())
+
+    ca_key = ec.generate_private_key(ec.SECP256R1())
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "test CA")])
+    ca = cert(ca_name, ca_name, ca_key.public_key(), ca_key, True)
+    key = ec.generate_private_key(ec.SECP256R1())
+    srv = cert(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, name)]), ca_name,
+               key.public_key(), ca_key, False, name)
+    paths = [os.path.join(d, n) for n in ("ca.pem", "server.pem", "server.key")]
+    for path, data in zip(paths, (ca.public_bytes(serialization.Encoding.PEM),
+                                  srv.public_bytes(serialization.Encoding.PEM),
+                                  key.private_bytes(serialization.Encoding.PEM,
+                                                    serialization.PrivateFormat.PKCS8,
+                                                    serialization.NoEncryption()))):
+        with open(path, "wb") as f:
+            f.write(data)
+    return paths
 
 
 def postgres_missing():
