@@ -83,6 +83,24 @@ class Output:
             assert self.lines.count(line) >= count, "no %r (x%d) in:\n%s" % (
                 line, count, "\n".join(self.lines))
 
+    def after(self, text, since=0, timeout=60, exact=False):
+        """The index after the first line from `since` holding `text` (the
+        whole line, if exact): a cursor for waiting in order."""
+        def found():
+            for i in range(since, len(self.lines)):
+                if (self.lines[i] == text) if exact else (text in self.lines[i]):
+                    return i + 1
+            return None
+        with self._cv:
+            self._cv.wait_for(lambda: found() is not None or self._done, timeout)
+            at = found()
+            assert at is not None, "no %r in:\n%s" % (text, "\n".join(self.lines[-80:]))
+            return at
+
+    def text(self):
+        with self._cv:
+            return "\n".join(self.lines)
+
     def close(self):
         self._thread.join(10)
         return self.lines

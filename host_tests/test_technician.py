@@ -7,15 +7,13 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
 
 import pytest
 
 import card_model
 import card_sim
 import keystore
-from card_sim_ctl import CUSTOMER, METER, MK_C, free_port, make_card
+from card_sim_ctl import CUSTOMER, METER, MK_C, Output, free_port, make_card
 from meter_sim_ctl import MeterSim
 from mp_runner import MICROPYTHON, MP_PATH, ROOT
 
@@ -36,46 +34,6 @@ def make_keystore(path):
     subprocess.run([sys.executable, os.path.join(ROOT, "tools", "make_keystore.py"), "create",
                     str(path), "--dev", "--transport", K_T.hex()], check=True,
                    capture_output=True)
-
-
-class Lines:
-    """The terminal's output, read in a thread; waits by position."""
-
-    def __init__(self, stream):
-        self.lines = []
-        self._cv = threading.Condition()
-        self._eof = False
-        threading.Thread(target=self._read, args=(stream,), daemon=True).start()
-
-    def _read(self, stream):
-        for line in stream:
-            with self._cv:
-                self.lines.append(line.rstrip("\n"))
-                self._cv.notify_all()
-        with self._cv:
-            self._eof = True
-            self._cv.notify_all()
-
-    def mark(self):
-        with self._cv:
-            return len(self.lines)
-
-    def wait(self, text, since=0, timeout=60, exact=False):
-        """The index after the first line from `since` containing text."""
-        end = time.monotonic() + timeout
-        with self._cv:
-            while True:
-                for i in range(since, len(self.lines)):
-                    if (self.lines[i] == text) if exact else (text in self.lines[i]):
-                        return i + 1
-                left = end - time.monotonic()
-                if left <= 0 or self._eof:
-                    raise AssertionError("no %r in:\n%s" % (text, "\n".join(self.lines[-80:])))
-                self._cv.wait(min(left, 1))
-
-    def text(self):
-        with self._cv:
-            return "\n".join(self.lines)
 
 
 class Terminal:
@@ -99,12 +57,12 @@ class Terminal:
              "--display", "none", "--keypad", "stdin", "--lang", "en", "--interval", "3600"],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
             text=True, env=dict(os.environ, MICROPYPATH=MP_PATH))
-        self.out = Lines(self.proc.stdout)
-        self.at = self.out.wait("card slot: listening")
+        self.out = Output(self.proc.stdout)
+        self.at = self.out.after("card slot: listening")
         self.card = None
 
     def wait(self, text, timeout=60, exact=False):
-        self.at = self.out.wait(text, self.at, timeout, exact)
+        self.at = self.out.after(text, self.at, timeout, exact)
 
     def screen(self, name, timeout=60):
         self.wait("screen: " + name, timeout, exact=True)
@@ -127,7 +85,7 @@ class Terminal:
         self.insert(card)
         start = self.at
         while True:
-            self.at = self.out.wait("", self.at)  # the next line
+            self.at = self.out.after("", self.at)  # the next line
             line = self.out.lines[self.at - 1]
             if line == "screen: card_info":
                 self.type("\r")
