@@ -257,6 +257,14 @@ class App:
         if self.ui is not None:
             await self.ui.drawn()
 
+    async def until_pulled(self, reader, screen, **fields):
+        """A card's outcome (top-up or technician) stays up until it is pulled."""
+        self.show(screen, **fields)
+        await self.drawn()
+        self.log("card: shown; waiting for the pull")
+        await reader.wait_removed()
+        self.log("card: removed")
+
     # --- running -------------------------------------------------------
     async def start(self):
         """Open the parts and start every task the board has parts for.

@@ -58,13 +58,13 @@ async def _session(app, reader, card, tech):
     minutes = lock.minutes_left()
     if minutes:
         tech.event("locked")
-        return await _end(app, reader, "tech_locked", minutes=minutes)
+        return await app.until_pulled(reader, "tech_locked", minutes=minutes)
 
     # 2. The PIN, checked by the card. Each try is counted on flash first.
     while True:
         pin = await _unless_pulled(reader, app.enter("tech_pin", 6, _WAIT_MS, field="pin"))
         if pin is None:
-            return await _end(app, reader, "cancelled")
+            return await app.until_pulled(reader, "cancelled")
         before, wrong = lock.attempt()
         try:
             await card.verify_pin(pin)
@@ -73,16 +73,17 @@ async def _session(app, reader, card, tech):
             tech.event("pin_wrong")
             if wrong >= tech_lock.LIMIT:
                 tech.event("locked")
-                return await _end(app, reader, "tech_locked", minutes=tech_lock.LOCK_S // 60)
+                return await app.until_pulled(reader, "tech_locked",
+                                              minutes=tech_lock.LOCK_S // 60)
             if e.tries == 0:
-                return await _end(app, reader, "tech_card_blocked")
+                return await app.until_pulled(reader, "tech_card_blocked")
             tries = min(e.tries, tech_lock.LIMIT - wrong)
             k = await _unless_pulled(reader, _choose(app, "tech_pin_wrong", _OK, tries=tries))
             if k != keypad.OK:
-                return await _end(app, reader, "cancelled")
+                return await app.until_pulled(reader, "cancelled")
         except user_card.PinBlocked:
             lock.restore(before)  # the card checked nothing
-            return await _end(app, reader, "tech_card_blocked")
+            return await app.until_pulled(reader, "tech_card_blocked")
         except CardRemoved:
             raise _Pulled
     lock.good()
@@ -293,11 +294,3 @@ async def _choose(app, name, accept, **fields):
     if app.ui is None:
         return None
     return await app.ui.ask(name, accept, _WAIT_MS, **fields)
-
-
-async def _end(app, reader, screen, **fields):
-    app.show(screen, **fields)
-    await app.drawn()
-    app.log("card: shown; waiting for the pull")
-    await reader.wait_removed()
-    app.log("card: removed")

@@ -74,7 +74,7 @@ async def serve(app, reader):
                         customer=info.customer, meter=info.meter, amount=info.amount)
     if key != keypad.OK:
         log("card: not confirmed (%s)" % key)
-        return await _done(app, reader, "cancelled")
+        return await app.until_pulled(reader, "cancelled")
     log("card: confirmed")
     if app.client is None:  # a terminal with no meter bus sells nothing
         return await _refuse(app, reader, "out_of_service", info=info)
@@ -207,7 +207,7 @@ async def _write_back(app, card, reader, status, result, entry, screen, **fields
     else:
         if entry is not None:
             app.journal.done(entry)
-    return await _done(app, reader, screen, **fields)
+    return await app.until_pulled(reader, screen, **fields)
 
 
 async def _pulled(app, screen="card_pulled"):
@@ -224,7 +224,7 @@ async def _refuse(app, reader, screen, error=None, info=None):
         app.log("card: refused %s" % screen)
     if screen != "topup_unconfirmed":  # that one is the journal entry's own result
         _journal_refusal(app, screen, info)
-    return await _done(app, reader, screen)
+    return await app.until_pulled(reader, screen)
 
 
 def _journal_refusal(app, screen, info):
@@ -234,15 +234,6 @@ def _journal_refusal(app, screen, info):
     else:
         app.event("refusal", screen=screen, meter=info.meter, customer=info.customer,
                   card=info.serial.hex(), amount=info.amount, count=info.count)
-
-
-async def _done(app, reader, screen, **fields):
-    """Leave the outcome up until the card is pulled."""
-    app.show(screen, **fields)
-    await app.drawn()
-    app.log("card: shown; waiting for the pull")
-    await reader.wait_removed()
-    app.log("card: removed")
 
 
 async def _sleep_ms(ms):
