@@ -76,7 +76,8 @@ class App:
             import records
             self.records = records.Records(root, config.get("record_capacity",
                                                             records.CAPACITY))
-            added = self.records.seed(config.get("seed") or ())
+            moved = {}  # customers re-registered since the meters list was written
+            added = self.records.seed(config.get("seed") or (), moved)
             if added:
                 self.log("records: %d meters added" % added)
             k_r = self._reporting_key()
@@ -96,7 +97,7 @@ class App:
             if _exists(root + "/tech/pending") or _exists(root + "/tech/pending.tmp"):
                 import reregistration  # one a power cut interrupted
                 reregistration.finish(self)
-            self._follow_records(config.get("seed") or ())
+            self._follow(moved)
             self.event("boot", reason="power_on",
                        open=sum(1 for e in self.journal.open_entries() if not e.settled))
         # the bus last: a flash that cannot be used is said before a bus is tried
@@ -106,16 +107,12 @@ class App:
         self._timer = None
         self.slot = None
 
-    def _follow_records(self, seed):
-        """A meter re-registered since the meters list was written: poll the
-        customer's meter now, not the one taken away (whose silence would
-        be a false alarm at the head-end)."""
-        for s in seed:
-            if s.get("address") in self.meters and \
-                    self.records.get(s.get("meter_number") or s["address"]) is None:
-                rec = self.records.by_customer(s.get("customer"))
-                if rec is not None and rec.address not in self.meters:
-                    self.meters[self.meters.index(s["address"])] = rec.address
+    def _follow(self, moved):
+        """Poll a re-registered customer's meter now, not the one taken away
+        (whose silence would be a false alarm at the head-end)."""
+        for old, new in moved.items():
+            if old in self.meters and new not in self.meters:
+                self.meters[self.meters.index(old)] = new
 
     @property
     def terminal_id(self):

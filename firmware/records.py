@@ -283,10 +283,11 @@ class Records:
             self._count = sum(1 for _ in self.meters())
         return self._count
 
-    def seed(self, entries):
+    def seed(self, entries, moved=None):
         """Records from a configuration list, on first boot: an existing
         record is never overwritten, and a customer who has a record (its
-        meter re-registered under a new number) gets no second one.
+        meter re-registered under a new number) gets no second one; `moved`
+        (a dict) then gets the entry's address -> the record's.
         -> how many were added."""
         added = 0
         for e in entries:
@@ -294,9 +295,13 @@ class Records:
                 raise RecordError("a meter entry is an object, got %r" % (e,))
             rec = Record(e.get("meter_number") or e.get("address"), e.get("customer"),
                          e.get("address"), e.get("state", ACTIVE))
-            if self.get(rec.meter) is None and self.by_customer(rec.customer) is None:
-                self.put(rec)
-                added += 1
+            if self.get(rec.meter) is None:
+                now = self.by_customer(rec.customer)
+                if now is None:
+                    self.put(rec)
+                    added += 1
+                elif moved is not None:
+                    moved[rec.address] = now.address
         return added
 
     def meters(self):
